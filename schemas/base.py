@@ -1,0 +1,54 @@
+"""The base of every event: identity, ordering and the two clocks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+SessionId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+NodeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+TurnId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Nanos = Annotated[int, Field(ge=0)]
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+class Event(BaseModel):
+    """A frozen event. Subclasses set ``type`` (a Literal, the discriminator) and ``VERSION``.
+
+    ``seq`` counts per session and per producing service; ``media_ns`` is the session's media clock (0 at its
+    first audio frame, advanced by audio, never by a processor's wall clock); ``wall_ns`` is when it was made.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+    VERSION: ClassVar[int] = 1
+
+    type: str
+    schema_version: int = 1
+    session_id: SessionId
+    seq: Annotated[int, Field(ge=0)]
+    media_ns: Nanos
+    wall_ns: Nanos
+
+    def model_post_init(self, __context: object) -> None:
+        # Events are made at the current version; older ones pass through an upcaster first (schemas.codec).
+        if self.schema_version != self.VERSION:
+            raise ValueError(
+                f"{self.type} schema_version {self.schema_version} is not the current {self.VERSION}"
+            )
+
+
+class TurnEvent(Event):
+    """An event that belongs to one turn of the conversation."""
+
+    turn_id: TurnId

@@ -1,0 +1,135 @@
+"""The topic registry: every topic, its key, value type, partitioning, retention and cleanup policy.
+
+Physical names are ``<topic_prefix><name>``. Every session-keyed topic has the same partition count, so
+the turn processor's joins are co-partitioned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field
+
+from schemas.audio import AudioFrame
+from schemas.codec import AudioCodec, JsonCodec
+from schemas.conversation import (
+    BargeIn,
+    FalseInterruption,
+    ReplyAudioChunk,
+    ReplyCancelled,
+    ReplyEnded,
+    ReplyText,
+    TranscriptFinal,
+    TranscriptPartial,
+    TurnCancelled,
+    TurnCommitted,
+    TurnEnded,
+    TurnSpeculative,
+)
+from schemas.edge import (
+    PlayoutFinished,
+    PlayoutInterrupted,
+    PlayoutStarted,
+    SessionEnded,
+    SessionStarted,
+    SpeechStarted,
+    SpeechStopped,
+    VadProgress,
+)
+from schemas.telemetry import DeadLetter, StageStamped
+
+SESSION_PARTITIONS = 8
+MINUTE_MS = 60_000
+DAY_MS = 24 * 60 * MINUTE_MS
+
+
+def _union(*models: type) -> Any:
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+
+
+def _codec(*models: Any) -> JsonCodec[Any]:
+    versions = {m.model_fields["type"].default: m.model_fields["schema_version"].default for m in models}
+    return JsonCodec(_union(*models), versions)
+
+
+VadEvent = _union(SpeechStarted, SpeechStopped, VadProgress)
+SessionEvent = _union(SessionStarted, SessionEnded)
+PlayoutEvent = _union(PlayoutStarted, PlayoutFinished, PlayoutInterrupted)
+TranscriptEvent = _union(TranscriptPartial, TranscriptFinal)
+TurnDecision = _union(TurnSpeculative, TurnCommitted, TurnCancelled, BargeIn, FalseInterruption, TurnEnded)
+ReplyEvent = _union(ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled)
+TelemetryEvent = StageStamped
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    description: str
+    producer: str
+    codec: Any = field(repr=False)
+    models: tuple[type, ...] = ()
+    key: Literal["session_id", "source key"] = "session_id"
+    partitions: int = SESSION_PARTITIONS
+    retention_ms: int | None = DAY_MS
+    cleanup_policy: Literal["delete", "compact"] = "delete"
+    content_type: str = "application/json"
+
+    def config(self) -> dict[str, str]:
+        """Topic-level Kafka configs."""
+        out = {"cleanup.policy": self.cleanup_policy}
+        if self.retention_ms is not None and self.cleanup_policy == "delete":
+            out["retention.ms"] = str(self.retention_ms)
+        return out
+
+
+def _json_topic(name: str, description: str, producer: str, *models: type, **kw: Any) -> TopicSpec:
+    return TopicSpec(name, description, producer, _codec(*models), models, **kw)
+
+
+AUDIO = TopicSpec("voice.audio", "20 ms PCM16 16 kHz mono frames from the edge (binary layout, schemas.audio)",
+                  "ingest", AudioCodec(), (AudioFrame,), retention_ms=10 * MINUTE_MS,
+                  content_type="application/octet-stream")
+VAD = _json_topic("voice.vad", "speech started / stopped and media-clock progress from the edge's VAD",
+                  "ingest", SpeechStarted, SpeechStopped, VadProgress)
+SESSIONS = _json_topic("voice.sessions", "session lifecycle at the edge", "ingest", SessionStarted, SessionEnded)
+PLAYOUT = _json_topic("voice.playout", "what the edge actually played of each reply, and barge-ins",
+                      "ingest", PlayoutStarted, PlayoutFinished, PlayoutInterrupted)
+TRANSCRIPTS = _json_topic("voice.transcripts", "partial and final transcripts with media time spans", "asr",
+                          TranscriptPartial, TranscriptFinal)
+TURNS = _json_topic("voice.turns", "turn decisions: speculative, committed, cancelled, barge-in, ended",
+                    "streams", TurnSpeculative, TurnCommitted, TurnCancelled, BargeIn, FalseInterruption,
+                    TurnEnded)
+TELEMETRY = _json_topic("voice.telemetry", "per-stage timestamps of each turn", "every service", StageStamped,
+                        retention_ms=7 * DAY_MS)
+DLQ = _json_topic("voice.dlq", "undecodable messages with their origin and the error", "every consumer",
+                  DeadLetter, key="source key", partitions=1, retention_ms=30 * DAY_MS)
+TURN_STATE_CHANGELOG = TopicSpec(
+    "voice.turn-state-changelog", "changelog of the turn processor's per-session state table (Faust)",
+    "streams", None, key="session_id", retention_ms=None, cleanup_policy="compact",
+)
+
+REPLIES_PATTERN = "voice.replies.{node_id}"
+REPLIES = _json_topic(REPLIES_PATTERN, "reply audio, text, end and cancel for the sessions held by one edge node",
+                      "responder", ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled)
+
+# Topics that exist once per deployment (the per-node reply topics are made per node: replies_topic()).
+REGISTRY: tuple[TopicSpec, ...] = (AUDIO, VAD, SESSIONS, PLAYOUT, TRANSCRIPTS, TURNS, TELEMETRY, DLQ,
+                                   TURN_STATE_CHANGELOG)
+ALL_SPECS: tuple[TopicSpec, ...] = (*REGISTRY, REPLIES)
+
+
+def replies_topic(node_id: str) -> str:
+    return REPLIES_PATTERN.format(node_id=node_id)
+
+
+def spec_for(name: str) -> TopicSpec:
+    """The spec of a registry topic name, or of a per-node reply topic."""
+    for spec in REGISTRY:
+        if spec.name == name:
+            return spec
+    if name.startswith("voice.replies."):
+        return REPLIES
+    raise KeyError(f"{name!r} is not a voicebus topic")

@@ -1,0 +1,109 @@
+"""`voicebus <command>`: the one entry point. Service commands hand their own argv to the service's main()."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+
+from voicebus.log import setup_logging
+from voicebus.settings import CommonSettings, KafkaBrokerSettings
+
+# command -> (module:function, help). Each function takes the remaining argv and returns an exit code.
+SERVICES: dict[str, tuple[str, str]] = {
+    "ingest": ("ingest.server:main", "run a WebRTC edge node"),
+    "streams": ("streams.app:main", "run the turn processor (Faust)"),
+    "asr": ("inference.asr_worker:main", "run an ASR worker"),
+    "responder": ("inference.responder:main", "run a responder worker (LLM -> TTS)"),
+    "telemetry": ("streams.telemetry.sink:main", "run the telemetry sink (Kafka -> ClickHouse)"),
+    "ops": ("streams.telemetry.ops:main", "operator analytics over ClickHouse"),
+    "up": ("voicebus.supervisor:main", "run the whole platform on its embedded defaults"),
+    "simulate": ("bench.simulate:main", "simulated WebRTC conversations with a latency table"),
+    "bench": ("bench.platform:main", "the platform benchmark"),
+}
+
+
+def _kafka(argv: list[str]) -> int:
+    from voicebus.kafka_broker import BrokerError, LocalKafka
+
+    parser = argparse.ArgumentParser(prog="voicebus kafka", description="the local single-node KRaft broker")
+    parser.add_argument("action", choices=["start", "stop", "status"])
+    args = parser.parse_args(argv)
+    broker = LocalKafka(KafkaBrokerSettings())
+    try:
+        if args.action == "start":
+            started = broker.start()
+            print(f"kafka running at {started.bootstrap} (pid {started.pid}); start took {started.seconds:.1f} s"
+                  f"{' including the jar download' if started.downloaded else ''}")
+        elif args.action == "stop":
+            print("kafka stopped" if broker.stop() else "kafka was not running")
+        else:
+            status = broker.status()
+            print(f"kafka {status}")
+            return 0 if status.startswith("running") else 3
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _topics(argv: list[str]) -> int:
+    from aiokafka.errors import KafkaConnectionError
+
+    from voicebus.topics import create_topics
+
+    parser = argparse.ArgumentParser(prog="voicebus topics", description="provision the registry's topics")
+    parser.add_argument("action", choices=["create"])
+    parser.add_argument("--node", action="append", default=[], help="also create voice.replies.<node> (repeatable)")
+    args = parser.parse_args(argv)
+    settings = CommonSettings()
+    try:
+        results = asyncio.run(create_topics(settings, tuple(args.node)))
+    except KafkaConnectionError:
+        print(f"error: no Kafka broker answers at {settings.kafka_bootstrap} "
+              "(start one with `voicebus kafka start`, or set VOICEBUS_KAFKA_BOOTSTRAP)", file=sys.stderr)
+        return 1
+    for r in results:
+        print(f"{r.status:9} {r.name} {r.detail}")
+    return 1 if any(r.status == "mismatch" for r in results) else 0
+
+
+def _schemas(argv: list[str]) -> int:
+    from schemas.export import export
+
+    parser = argparse.ArgumentParser(prog="voicebus schemas", description="the event contract for other services")
+    parser.add_argument("action", choices=["export"])
+    parser.add_argument("dir", help="output directory")
+    args = parser.parse_args(argv)
+    for path in export(args.dir):
+        print(path)
+    return 0
+
+
+BUILTIN = {"kafka": (_kafka, "start / stop / status of the local broker"),
+           "topics": (_topics, "create the registry's topics"),
+           "schemas": (_schemas, "export JSON Schemas and an AsyncAPI document")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {**{k: v[1] for k, v in BUILTIN.items()}, **{k: v[1] for k, v in SERVICES.items()}}
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        width = max(map(len, commands))
+        lines = "\n".join(f"  {name:{width}}  {text}" for name, text in commands.items())
+        print(f"usage: voicebus COMMAND [ARGS]\n\ncommands:\n{lines}")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    settings = CommonSettings()
+    setup_logging(settings.log_level, settings.log_json)
+    command, rest = argv[0], argv[1:]
+    if command in BUILTIN:
+        return BUILTIN[command][0](rest)
+    target, _ = SERVICES[command]
+    module_name, func = target.split(":")
+    module = importlib.import_module(module_name)
+    return int(getattr(module, func)(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Create the registry's topics (idempotently) and report ones that exist with the wrong shape."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from schemas.topics import REGISTRY, REPLIES, TopicSpec, replies_topic
+from voicebus.settings import CommonSettings
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True)
+class TopicResult:
+    name: str
+    status: str  # created | exists | mismatch
+    detail: str = ""
+
+
+def specs_for(node_ids: tuple[str, ...] = ()) -> list[tuple[str, TopicSpec]]:
+    """(registry name, spec) for every topic a deployment with these edge nodes needs."""
+    return [(s.name, s) for s in REGISTRY] + [(replies_topic(n), REPLIES) for n in node_ids]
+
+
+async def _partitions(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    described = await admin.describe_topics(names)
+    return {t["topic"]: len(t["partitions"]) for t in described if t["error_code"] == 0 and t["partitions"]}
+
+
+async def create_topics(settings: CommonSettings, node_ids: tuple[str, ...] = (),
+                        timeout_s: float = 15.0) -> list[TopicResult]:
+    """Create what is missing and return once every topic is visible in the cluster metadata."""
+    wanted = {settings.topic(name): spec for name, spec in specs_for(node_ids)}
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        created: set[str] = set()
+        missing = [NewTopic(name, spec.partitions, 1, topic_configs=spec.config())
+                   for name, spec in wanted.items() if name not in await _partitions(admin, list(wanted))]
+        if missing:
+            response = await admin.create_topics(missing)
+            for name, code, *message in response.topic_errors:
+                if code == 0:
+                    created.add(name)
+                elif code != TOPIC_ALREADY_EXISTS:
+                    raise RuntimeError(f"creating topic {name} failed: error {code} {message}")
+        async with asyncio.timeout(timeout_s):
+            while len(partitions := await _partitions(admin, list(wanted))) < len(wanted):
+                await asyncio.sleep(0.05)  # metadata propagation after CreateTopics; polled, bounded
+    finally:
+        await admin.close()
+    results = []
+    for name, spec in wanted.items():
+        if partitions[name] != spec.partitions:
+            results.append(TopicResult(name, "mismatch",
+                                       f"has {partitions[name]} partitions, registry says {spec.partitions}"))
+        else:
+            results.append(TopicResult(name, "created" if name in created else "exists",
+                                       f"{spec.partitions} partitions"))
+    return results
