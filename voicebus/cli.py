@@ -25,14 +25,18 @@ SERVICES: dict[str, tuple[str, str]] = {
 
 
 def _kafka(argv: list[str]) -> int:
-    from voicebus.kafka_broker import BrokerError, LocalKafka
+    from voicebus.kafka_broker import BrokerError, LocalKafka, fetch_jars
 
     parser = argparse.ArgumentParser(prog="voicebus kafka", description="the local single-node KRaft broker")
-    parser.add_argument("action", choices=["start", "stop", "status"])
+    parser.add_argument("action", choices=["fetch", "start", "stop", "status"])
     args = parser.parse_args(argv)
     broker = LocalKafka(KafkaBrokerSettings())
     try:
-        if args.action == "start":
+        if args.action == "fetch":
+            settings = KafkaBrokerSettings()
+            fetched = fetch_jars(settings.kafka_jar_cache)
+            print(f"kafka jars {'fetched into' if fetched else 'already cached in'} {settings.kafka_jar_cache}")
+        elif args.action == "start":
             started = broker.start()
             print(f"kafka running at {started.bootstrap} (pid {started.pid}); start took {started.seconds:.1f} s"
                   f"{' including the jar download' if started.downloaded else ''}")
