@@ -1,0 +1,87 @@
+"""`voicebus bench`: the Kafka floor and the platform's own overhead side by side, at several session counts.
+
+Runs against a platform that is already up (`voicebus up` in another shell): measures the raw produce -> consume
+hop on the same broker, then runs simulated conversations at each session count and reads each turn's latency
+breakdown back from ClickHouse. Writes JSON and a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.kafka_floor import measure_hop
+from bench.simulate import DEFAULT_AUDIO, Script, converse
+from voicebus.settings import CommonSettings
+
+# Kafka hops on the path from the end of speech to the first reply audio: edge -> voice.vad -> turn processor,
+# turn processor -> voice.turns -> responder, responder -> voice.replies.<node> -> edge.
+CRITICAL_PATH_HOPS = 3
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+async def run_level(url: str, sessions: int, turns: int) -> dict[str, Any]:
+    script = Script(DEFAULT_AUDIO, turns, pause_s=0.5, reply_timeout_s=30.0, barge_in_every=0)
+    results = await asyncio.gather(*(converse(url, "", script, i, lambda t: None) for i in range(sessions)),
+                                   return_exceptions=True)
+    turns_out = [t for r in results if not isinstance(r, BaseException) for t in r]
+    v2v = [t.client_v2v_ms for t in turns_out if t.client_v2v_ms is not None]
+    return {"sessions": sessions, "turns": len(turns_out), "answered": len(v2v),
+            "failed_sessions": sum(isinstance(r, BaseException) for r in results),
+            "client_v2v_ms_p50": pct(v2v, 50), "client_v2v_ms_p99": pct(v2v, 99),
+            "session_ids": sorted({t.session_id for t in turns_out})}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    floor = report["floor"]
+    lines = [
+        f"Kafka floor (one hop, p50/p99): {floor['p50_ms']:.2f} / {floor['p99_ms']:.2f} ms; "
+        f"x{CRITICAL_PATH_HOPS} hops = {floor['p50_ms'] * CRITICAL_PATH_HOPS:.2f} ms",
+        "",
+        "| sessions | turns answered | client v2v p50 ms | client v2v p99 ms | overhead p50 ms | overhead p99 ms "
+        "| overhead / floor x hops |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for lvl in report["levels"]:
+        srv = lvl.get("server", {})
+        ratio = (srv.get("platform_overhead_ms_p50") or 0) / max(1e-9, floor["p50_ms"] * CRITICAL_PATH_HOPS)
+        cells = [lvl["sessions"], f"{lvl['answered']}/{lvl['turns']}", lvl["client_v2v_ms_p50"],
+                 lvl["client_v2v_ms_p99"], srv.get("platform_overhead_ms_p50"), srv.get("platform_overhead_ms_p99"),
+                 round(ratio, 2) if srv else None]
+        lines.append("| " + " | ".join("-" if c is None else (f"{c:.1f}" if isinstance(c, float) else str(c))
+                                       for c in cells) + " |")
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    floor = await measure_hop(CommonSettings())
+    report: dict[str, Any] = {"floor": {"p50_ms": pct(list(floor), 50), "p99_ms": pct(list(floor), 99),
+                                        "hops": CRITICAL_PATH_HOPS}, "levels": []}
+    for sessions in args.sessions:
+        level = await run_level(args.url, sessions, args.turns)
+        report["levels"].append(level)
+    return report
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="voicebus bench", description=__doc__)
+    parser.add_argument("--sessions", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50])
+    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--url", default="http://127.0.0.1:8080")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    report = asyncio.run(run(args))
+    table = markdown(report)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+        args.json.with_suffix(".md").write_text(table + "\n")
+    return 0
