@@ -1,0 +1,2 @@
+"""Per-turn latency telemetry: the Kafka -> ClickHouse sink (`voicebus telemetry`) and operator analytics
+(`voicebus ops`)."""

@@ -1,0 +1,42 @@
+"""The sink's query endpoint: while the sink holds the chDB directory, `voicebus ops` asks it by query name."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from streams.telemetry.queries import QueryError
+from streams.telemetry.writer import ClickHouse
+
+log = logging.getLogger(__name__)
+
+
+def make_app(clickhouse: ClickHouse) -> web.Application:
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "dsn": clickhouse.dsn})
+
+    async def query(request: web.Request) -> web.Response:
+        try:
+            body: Any = await request.json()
+            result = await clickhouse.query(str(body["name"]), dict(body.get("params") or {}))
+        except (QueryError, KeyError, TypeError, ValueError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except Exception as exc:  # a ClickHouse error: tell the caller what it was
+            log.warning("query failed: %s", exc)
+            return web.json_response({"error": str(exc)}, status=500)
+        return web.json_response(result.to_json())
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_post("/query", query)
+    return app
+
+
+async def serve(clickhouse: ClickHouse, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(make_app(clickhouse), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info("query endpoint on http://%s:%d", host, port)
+    return runner
