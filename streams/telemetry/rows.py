@@ -29,7 +29,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 
 
 def utc_day(wall_ns: int) -> date:
-    return datetime.fromtimestamp(wall_ns / 1e9, UTC).date()
+    return datetime.fromtimestamp(wall_ns // 1_000_000_000, UTC).date()  # floor: floats round up
 
 
 class TurnDays:
