@@ -1,4 +1,5 @@
-"""Where `voicebus ops` runs its queries: the running sink's endpoint (it holds the chDB directory), or ClickHouse
+"""Where `voicebus ops` runs its queries: the running sink's endpoint (it holds the chDB directory), or
+ClickHouse
 opened directly (nothing runs, or a ClickHouse server that takes any number of clients)."""
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class ThroughSink:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 data = json.load(response)
         except urllib.error.HTTPError as exc:
-            raise OpsError(f"the sink at {self.url} answered {exc.code}: {exc.read().decode(errors='replace')}")
+            detail = exc.read().decode(errors="replace")
+            raise OpsError(f"the sink at {self.url} answered {exc.code}: {detail}") from None
         except OSError as exc:
             raise OpsError(f"the sink at {self.url} did not answer: {exc}") from exc
         return queries.Result(data["columns"], data["rows"])

@@ -52,8 +52,17 @@ def latency_table(result: queries.Result) -> Table:
 
 def turns_table(result: queries.Result) -> Table:
     """One row per turn: its latencies, then the time spent in each stage of the waterfall."""
-    head = ["turn_id", "node_id", "engine", "turn_time", "outcome", "voice_to_voice_ms", "endpointing_ms",
-            "model_ms", "platform_overhead_ms"]
+    head = [
+        "turn_id",
+        "node_id",
+        "engine",
+        "turn_time",
+        "outcome",
+        "voice_to_voice_ms",
+        "endpointing_ms",
+        "model_ms",
+        "platform_overhead_ms",
+    ]
     rows = []
     for rec in result.records():
         spent = queries.waterfall({s: rec[f"{s}_offset_ms"] for s in queries.WATERFALL})
@@ -66,12 +75,24 @@ def taking_table(result: queries.Result) -> Table:
     r = result.records()[0]
     lines = [
         ("barge_ins", r["barge_ins"], r["committed"], "committed turns the person spoke over"),
-        ("false_interruptions", r["false_interruptions"], r["interruptions"],
-         "interruptions with no words after them (reply resumed)"),
-        ("speculative_withdrawn", r["speculative_withdrawn"], r["speculative"],
-         "speculative turns withdrawn before a commit"),
-        ("premature_commits", r["premature_commits"], r["committed"],
-         "committed turns withdrawn: the person went on speaking"),
+        (
+            "false_interruptions",
+            r["false_interruptions"],
+            r["interruptions"],
+            "interruptions with no words after them (reply resumed)",
+        ),
+        (
+            "speculative_withdrawn",
+            r["speculative_withdrawn"],
+            r["speculative"],
+            "speculative turns withdrawn before a commit",
+        ),
+        (
+            "premature_commits",
+            r["premature_commits"],
+            r["committed"],
+            "committed turns withdrawn: the person went on speaking",
+        ),
     ]
     rows = [[name, n, of, (n / of if of else None), what] for name, n, of, what in lines]
     return ["event", "turns", "of", "rate", "meaning"], rows
@@ -99,16 +120,23 @@ def render(table: Table, fmt: str) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
     # Numbers right-aligned, text left-aligned (a column is numeric when its first row is).
     numeric = [bool(rows) and isinstance(rows[0][i], int | float) for i in range(len(head))]
-    lines = ["  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric, strict=True))
-             for r in cells]
+    lines = [
+        "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric, strict=True))
+        for r in cells
+    ]
     return "\n".join(line.rstrip() for line in [lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicebus ops", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--since", type=parse_since, default=3600, metavar="DURATION",
-                        help="turns from this long ago: 90s, 30m, 1h (default), 7d, or all")
+    common.add_argument(
+        "--since",
+        type=parse_since,
+        default=3600,
+        metavar="DURATION",
+        help="turns from this long ago: 90s, 30m, 1h (default), 7d, or all",
+    )
     common.add_argument("--format", choices=["table", "json", "csv"], default="table")
     sub = parser.add_subparsers(dest="command", required=True)
     latency = sub.add_parser("latency", parents=[common], help="p50/p95/p99 and count of each latency")

@@ -1,4 +1,4 @@
-"""The operator queries, by name: the same SQL whether `voicebus ops` opens ClickHouse itself or asks the sink.
+"""The operator queries, by name: one SQL whether `voicebus ops` opens ClickHouse itself or asks the sink.
 
 Only these named queries with checked parameters are run; nobody sends SQL to the sink's endpoint.
 """
@@ -10,13 +10,26 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-LATENCIES = ("endpointing_ms", "voice_to_voice_ms", "model_ms", "platform_overhead_ms", "barge_in_reaction_ms")
+LATENCIES = (
+    "endpointing_ms",
+    "voice_to_voice_ms",
+    "model_ms",
+    "platform_overhead_ms",
+    "barge_in_reaction_ms",
+)
 PERCENTILES = (0.5, 0.95, 0.99)
-# The turn timeline of design.md (speculative commits aside), in order: the waterfall's stages after speech_end.
-WATERFALL = ("vad_end", "turn_committed", "asr_final", "llm_first_token", "tts_first_audio", "reply_first_at_edge",
-             "reply_first_sent")
+# The turn timeline of design.md (speculative aside), in order: the waterfall's stages after speech_end.
+WATERFALL = (
+    "vad_end",
+    "turn_committed",
+    "asr_final",
+    "llm_first_token",
+    "tts_first_audio",
+    "reply_first_at_edge",
+    "reply_first_sent",
+)
 GROUPS = {"none": "'all'", "node": "node_id", "engine": "engine"}
-# Exact, interpolated like numpy's default ("linear", R7); measured fast enough at 10 M turns (bench/telemetry_ops).
+# Exact, interpolated like numpy's default ("linear", R7); fast enough at 10 M turns (bench/telemetry_ops).
 QUANTILES = "quantilesExactInclusive"
 MAX_ROWS = 10_000
 
@@ -47,12 +60,14 @@ def _int(params: Mapping[str, Any], name: str, default: int | None, low: int, hi
 
 
 def _window(params: Mapping[str, Any]) -> str:
-    """WHERE clause for turns since `since_s` seconds ago (all turns when None); turn_day prunes partitions."""
+    """WHERE clause: turns since `since_s` seconds ago (every turn when None); turn_day prunes partitions."""
     since = _int(params, "since_s", None, 1, 100 * 365 * 86400)
     if since is None:
         return "1"
-    return (f"turn_day >= toDate(now() - INTERVAL {since} SECOND) "
-            f"AND turn_time >= now64(9) - INTERVAL {since} SECOND")
+    return (
+        f"turn_day >= toDate(now() - INTERVAL {since} SECOND) "
+        f"AND turn_time >= now64(9) - INTERVAL {since} SECOND"
+    )
 
 
 def latency_sql(params: Mapping[str, Any]) -> str:
@@ -61,8 +76,10 @@ def latency_sql(params: Mapping[str, Any]) -> str:
         raise QueryError(f"by must be one of {sorted(GROUPS)}, got {by!r}")
     levels = ", ".join(map(str, PERCENTILES))
     cols = ", ".join(f"count({lat}), {QUANTILES}({levels})({lat})" for lat in LATENCIES)
-    return (f"SELECT {GROUPS[by]} AS grp, count() AS turns, {cols} FROM turn_latency "
-            f"WHERE {_window(params)} GROUP BY grp ORDER BY grp")
+    return (
+        f"SELECT {GROUPS[by]} AS grp, count() AS turns, {cols} FROM turn_latency "
+        f"WHERE {_window(params)} GROUP BY grp ORDER BY grp"
+    )
 
 
 def slowest_sql(params: Mapping[str, Any]) -> str:
@@ -70,21 +87,26 @@ def slowest_sql(params: Mapping[str, Any]) -> str:
     offsets = ", ".join(f"{stage}_offset_ms" for stage in WATERFALL)
     latencies = ", ".join(LATENCIES[:4])
     # Rank on the two columns the order needs, then read the whole rows of the N turns by primary key.
-    return (f"SELECT turn_id, session_id, node_id, engine, toString(turn_time) AS turn_time, outcome, {latencies}, "
-            f"asr_ms, llm_ms, tts_ms, {offsets} FROM turn_latency "
-            f"WHERE (turn_day, turn_id) IN (SELECT turn_day, turn_id FROM turn_latency WHERE {_window(params)} "
-            f"AND voice_to_voice_ms IS NOT NULL ORDER BY voice_to_voice_ms DESC LIMIT {n}) "
-            f"ORDER BY voice_to_voice_ms DESC, turn_id")
+    return (
+        f"SELECT turn_id, session_id, node_id, engine, toString(turn_time) AS turn_time, outcome, "
+        f"{latencies}, "
+        f"asr_ms, llm_ms, tts_ms, {offsets} FROM turn_latency "
+        f"WHERE (turn_day, turn_id) IN (SELECT turn_day, turn_id FROM turn_latency WHERE {_window(params)} "
+        f"AND voice_to_voice_ms IS NOT NULL ORDER BY voice_to_voice_ms DESC LIMIT {n}) "
+        f"ORDER BY voice_to_voice_ms DESC, turn_id"
+    )
 
 
 def taking_sql(params: Mapping[str, Any]) -> str:
-    return ("SELECT countIf(was_committed = 1) AS committed, countIf(barged_in = 1) AS barge_ins, "
-            "countIf(false_interruption = 1) AS false_interruptions, "
-            "countIf(barged_in = 1 OR false_interruption = 1) AS interruptions, "
-            "countIf(was_speculative = 1) AS speculative, "
-            "countIf(was_speculative = 1 AND withdrawn = 1 AND was_committed = 0) AS speculative_withdrawn, "
-            "countIf(was_committed = 1 AND withdrawn = 1) AS premature_commits "
-            f"FROM turn_latency WHERE {_window(params)}")
+    return (
+        "SELECT countIf(was_committed = 1) AS committed, countIf(barged_in = 1) AS barge_ins, "
+        "countIf(false_interruption = 1) AS false_interruptions, "
+        "countIf(barged_in = 1 OR false_interruption = 1) AS interruptions, "
+        "countIf(was_speculative = 1) AS speculative, "
+        "countIf(was_speculative = 1 AND withdrawn = 1 AND was_committed = 0) AS speculative_withdrawn, "
+        "countIf(was_committed = 1 AND withdrawn = 1) AS premature_commits "
+        f"FROM turn_latency WHERE {_window(params)}"
+    )
 
 
 def distribution_sql(params: Mapping[str, Any]) -> str:

@@ -19,11 +19,16 @@ class Summary:
 
 def summarize(result: queries.Result) -> Summary:
     row = result.rows[0]
-    count, curves, medians = row[0], row[1:1 + len(queries.LATENCIES)], row[1 + len(queries.LATENCIES):]
-    usable = {name.removesuffix("_ms"): list(values) for name, values in zip(queries.LATENCIES, curves, strict=True)
-              if values and not any(v is None or math.isnan(v) for v in values)}
-    offsets = {stage: (None if m is None or math.isnan(m) else m)
-               for stage, m in zip(queries.WATERFALL, medians, strict=True)}
+    count, curves, medians = row[0], row[1 : 1 + len(queries.LATENCIES)], row[1 + len(queries.LATENCIES) :]
+    usable = {
+        name.removesuffix("_ms"): list(values)
+        for name, values in zip(queries.LATENCIES, curves, strict=True)
+        if values and not any(v is None or math.isnan(v) for v in values)
+    }
+    offsets = {
+        stage: (None if m is None or math.isnan(m) else m)
+        for stage, m in zip(queries.WATERFALL, medians, strict=True)
+    }
     return Summary(int(count), usable, queries.waterfall(offsets))
 
 

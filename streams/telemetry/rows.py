@@ -8,7 +8,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.conversation import BargeIn, FalseInterruption, TurnCancelled, TurnCommitted, TurnEnded, TurnSpeculative
+from schemas.conversation import (
+    BargeIn,
+    FalseInterruption,
+    TurnCancelled,
+    TurnCommitted,
+    TurnEnded,
+    TurnSpeculative,
+)
 from schemas.edge import SessionEnded, SessionStarted
 from schemas.telemetry import StageStamped
 
@@ -19,12 +26,41 @@ TURN_DECISIONS = "turn_decisions"
 SESSIONS = "sessions"
 
 COLUMNS: dict[str, tuple[str, ...]] = {
-    STAGE_EVENTS: ("turn_day", "turn_id", "stage", "session_id", "node_id", "stage_time", "stage_media_ns",
-                   "service", "engine", "event_time", "seq"),
-    TURN_DECISIONS: ("turn_day", "turn_id", "kind", "detail", "session_id", "node_id", "event_time", "played_ms",
-                     "seq"),
-    SESSIONS: ("session_id", "node_id", "started", "ended", "end_reason", "remote", "user_agent", "frames_in",
-               "frames_dropped"),
+    STAGE_EVENTS: (
+        "turn_day",
+        "turn_id",
+        "stage",
+        "session_id",
+        "node_id",
+        "stage_time",
+        "stage_media_ns",
+        "service",
+        "engine",
+        "event_time",
+        "seq",
+    ),
+    TURN_DECISIONS: (
+        "turn_day",
+        "turn_id",
+        "kind",
+        "detail",
+        "session_id",
+        "node_id",
+        "event_time",
+        "played_ms",
+        "seq",
+    ),
+    SESSIONS: (
+        "session_id",
+        "node_id",
+        "started",
+        "ended",
+        "end_reason",
+        "remote",
+        "user_agent",
+        "frames_in",
+        "frames_dropped",
+    ),
 }
 
 
@@ -35,7 +71,8 @@ def utc_day(wall_ns: int) -> date:
 class TurnDays:
     """The UTC day of the first event seen of each turn, so a turn running over midnight stays one row.
 
-    Bounded (least recently used turns are forgotten): a turn forgotten, or one whose first events were written
+    Bounded (least recently used turns are forgotten): a turn forgotten, or one whose first events were
+    written
     before the sink restarted, takes the day of its event instead; only a turn that also crosses midnight
     then splits in two partial rows.
     """
@@ -81,16 +118,54 @@ def to_row(event: BaseModel, days: TurnDays) -> tuple[str, Row] | None:
     """(table, row) for an event the sink stores, None for one it does not."""
     if isinstance(event, StageStamped):
         day = days.day(event.turn_id, event.stage_wall_ns)
-        return STAGE_EVENTS, (day, event.turn_id, event.stage, event.session_id, event.node_id, event.stage_wall_ns,
-                              event.stage_media_ns, event.service, event.engine, event.wall_ns, event.seq)
+        return STAGE_EVENTS, (
+            day,
+            event.turn_id,
+            event.stage,
+            event.session_id,
+            event.node_id,
+            event.stage_wall_ns,
+            event.stage_media_ns,
+            event.service,
+            event.engine,
+            event.wall_ns,
+            event.seq,
+        )
     if isinstance(event, SessionStarted):
-        return SESSIONS, (event.session_id, event.node_id, event.wall_ns, None, "", event.remote,
-                          event.user_agent, 0, 0)
+        return SESSIONS, (
+            event.session_id,
+            event.node_id,
+            event.wall_ns,
+            None,
+            "",
+            event.remote,
+            event.user_agent,
+            0,
+            0,
+        )
     if isinstance(event, SessionEnded):
-        return SESSIONS, (event.session_id, event.node_id, None, event.wall_ns, event.reason, "", "",
-                          event.frames_in, event.frames_dropped)
+        return SESSIONS, (
+            event.session_id,
+            event.node_id,
+            None,
+            event.wall_ns,
+            event.reason,
+            "",
+            "",
+            event.frames_in,
+            event.frames_dropped,
+        )
     if isinstance(event, DECISIONS):
         kind, detail, played_ms = _kind(event)
-        return TURN_DECISIONS, (days.day(event.turn_id, event.wall_ns), event.turn_id, kind, detail,
-                                event.session_id, event.node_id, event.wall_ns, played_ms, event.seq)
+        return TURN_DECISIONS, (
+            days.day(event.turn_id, event.wall_ns),
+            event.turn_id,
+            kind,
+            detail,
+            event.session_id,
+            event.node_id,
+            event.wall_ns,
+            played_ms,
+            event.seq,
+        )
     return None

@@ -1,4 +1,4 @@
-"""The ClickHouse schema in infra/clickhouse/*.sql, applied in file order at start (every statement idempotent)."""
+"""The ClickHouse schema in infra/clickhouse/*.sql, applied in file order at start (idempotent)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ _COMMENT = re.compile(r"^\s*--.*$", re.MULTILINE)
 
 
 def statements(sql_dir: Path = SQL_DIR) -> list[str]:
-    """Every statement of every .sql file, in file name order. Statements end with ';' at the end of a line."""
+    """Every statement of every .sql file, in file name order. Each ends with ';' at the end of a line."""
     out: list[str] = []
     for path in sorted(sql_dir.glob("*.sql")):
         text = _COMMENT.sub("", path.read_text())

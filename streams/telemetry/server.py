@@ -1,4 +1,4 @@
-"""The sink's query endpoint: while the sink holds the chDB directory, `voicebus ops` asks it by query name."""
+"""The sink's query endpoint: while the sink holds the chDB directory, `voicebus ops` asks it by name."""
 
 from __future__ import annotations
 

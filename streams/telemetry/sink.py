@@ -1,7 +1,8 @@
 """`voicebus telemetry`: voice.telemetry, voice.turns and voice.sessions -> ClickHouse, in batches.
 
-A batch is written when it holds `telemetry_batch_rows` rows or its oldest row is `telemetry_batch_seconds` old;
-offsets are committed only after it is written. When ClickHouse fails, the sink pauses its partitions and retries
+A batch is written when it holds `telemetry_batch_rows` rows or its oldest row is `telemetry_batch_seconds`
+old; offsets are committed only after it is written. When ClickHouse fails, the sink pauses its partitions and
+retries
 with backoff (keeping up its group membership), then resumes: nothing is dropped. Every write is idempotent
 (ReplacingMergeTree raw tables, min/max turn aggregates), so a batch written twice counts once.
 """
@@ -50,7 +51,9 @@ class Batch:
             self.count += 1
 
     def due(self, max_rows: int, max_seconds: float) -> bool:
-        return bool(self.offsets) and (self.count >= max_rows or time.monotonic() - self.started >= max_seconds)
+        return bool(self.offsets) and (
+            self.count >= max_rows or time.monotonic() - self.started >= max_seconds
+        )
 
 
 @dataclass
@@ -72,7 +75,7 @@ class TelemetrySink:
         self._producer: Any = None
 
     async def wait_for(self, predicate: Callable[[Stats], bool], timeout: float) -> None:
-        """Until predicate(stats) holds (tests and benchmarks wait on this); TimeoutError after `timeout` s."""
+        """Until predicate(stats) holds (tests and benchmarks wait on it); TimeoutError after `timeout` s."""
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(lambda: predicate(self.stats)), timeout)
 
@@ -83,8 +86,11 @@ class TelemetrySink:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         s = self.settings
         await self.clickhouse.open()
-        runner = await serve(self.clickhouse, s.telemetry_query_host, s.telemetry_query_port) \
-            if s.telemetry_query_port else None
+        runner = (
+            await serve(self.clickhouse, s.telemetry_query_host, s.telemetry_query_port)
+            if s.telemetry_query_port
+            else None
+        )
         consumer = make_consumer(s, *(s.topic(spec.name) for spec in SOURCES), group_id=s.telemetry_group_id)
         self._producer = make_producer(s)
         await self._producer.start()
@@ -94,8 +100,9 @@ class TelemetrySink:
             ready.set()
         try:
             while not stop.is_set():
-                await self._add(await consumer.getmany(timeout_ms=self._wait_ms(),
-                                                       max_records=s.telemetry_batch_rows))
+                await self._add(
+                    await consumer.getmany(timeout_ms=self._wait_ms(), max_records=s.telemetry_batch_rows)
+                )
                 if self._batch.due(s.telemetry_batch_rows, s.telemetry_batch_seconds):
                     await self._flush(consumer, stop)
             if self._batch.offsets:
@@ -118,8 +125,9 @@ class TelemetrySink:
         for tp, batch in records.items():
             codec = spec_for(tp.topic.removeprefix(self.settings.topic_prefix)).codec
             for record in batch:
-                event = await decode_or_dead_letter(codec, record, self._producer, self.settings.topic(DLQ.name),
-                                                    consumer="telemetry")
+                event = await decode_or_dead_letter(
+                    codec, record, self._producer, self.settings.topic(DLQ.name), consumer="telemetry"
+                )
                 self._batch.add(tp, record.offset, None if event is None else to_row(event, self._days))
 
     async def _flush(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
@@ -133,7 +141,9 @@ class TelemetrySink:
             except Exception as exc:  # any ClickHouse failure: keep the rows, stop fetching, retry
                 self.stats.write_failures += 1
                 if not self.stats.paused:
-                    log.warning("ClickHouse write of %d rows failed, pausing consumption: %s", self._batch.count, exc)
+                    log.warning(
+                        "ClickHouse write of %d rows failed, pausing consumption: %s", self._batch.count, exc
+                    )
                 self.stats.paused = True
                 consumer.pause(*consumer.assignment())
                 await self._notify()

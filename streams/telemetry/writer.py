@@ -31,9 +31,11 @@ class ClickHouse:
 
     async def open(self) -> int:
         """Connect and apply the schema; returns the number of schema statements run."""
+
         def _open() -> int:
             self.client = connect(self.dsn)
             return apply_schema(self.client)
+
         return await self._call(_open)
 
     async def write(self, rows: Mapping[str, list[Row]]) -> None:
@@ -41,6 +43,7 @@ class ClickHouse:
             for table in WRITE_ORDER:
                 if rows.get(table):
                     self.client.insert(table, rows[table], column_names=COLUMNS[table])
+
         await self._call(_write)
 
     async def query(self, name: str, params: Mapping[str, Any]) -> queries.Result:

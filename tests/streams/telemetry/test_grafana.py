@@ -31,7 +31,10 @@ def test_the_data_source_is_the_compose_clickhouse():
     env = clickhouse["environment"]
     assert data["protocol"] == "http" and f"{data['port']}:{data['port']}" in clickhouse["ports"]
     assert (data["username"], secret["password"], data["defaultDatabase"]) == (
-        env["CLICKHOUSE_USER"], env["CLICKHOUSE_PASSWORD"], env["CLICKHOUSE_DB"])
+        env["CLICKHOUSE_USER"],
+        env["CLICKHOUSE_PASSWORD"],
+        env["CLICKHOUSE_DB"],
+    )
 
 
 def test_every_panel_uses_the_provisioned_data_source_and_has_sql():
@@ -41,7 +44,9 @@ def test_every_panel_uses_the_provisioned_data_source_and_has_sql():
     for panel, target in TARGETS:
         assert panel["datasource"]["uid"] == uid and target["datasource"]["uid"] == uid, panel["title"]
         assert target["editorType"] == "sql" and target["rawSql"].strip(), panel["title"]
-        assert target["queryType"] == ("timeseries" if panel["type"] == "timeseries" else "table"), panel["title"]
+        assert target["queryType"] == ("timeseries" if panel["type"] == "timeseries" else "table"), panel[
+            "title"
+        ]
 
 
 def test_panels_do_not_overlap():
@@ -58,8 +63,10 @@ def test_compose_mounts_the_provisioning_where_grafana_reads_it():
     grafana = COMPOSE["services"].get("grafana")
     if grafana is None:
         pytest.skip("infra/docker-compose.yml has no grafana service yet")
-    mounts = {src.removeprefix("./"): dst.removesuffix(":ro") for src, dst in
-              (v.split(":", 1) for v in grafana["volumes"])}
+    mounts = {
+        src.removeprefix("./"): dst.removesuffix(":ro")
+        for src, dst in (v.split(":", 1) for v in grafana["volumes"])
+    }
     assert mounts["grafana/provisioning"] == "/etc/grafana/provisioning"
     assert mounts["grafana/dashboards"] == PROVIDERS["providers"][0]["options"]["path"]
     assert "grafana-clickhouse-datasource" in str(grafana.get("environment", {}))
@@ -86,5 +93,9 @@ async def test_every_panel_query_runs_on_the_schema_and_finds_the_turns(chdb_dsn
         assert rows, panel["title"]
     # The per-minute states merge to the percentile of all turns (exact below the reservoir's 8192 values).
     v2v = [t.latencies()["voice_to_voice_ms"] for t in turns]
-    merged = client.query("SELECT quantilesMerge(0.5, 0.95, 0.99)(voice_to_voice) FROM latency_by_minute FINAL")
-    assert merged.result_rows[0][0] == pytest.approx(np.percentile([v for v in v2v if v is not None], [50, 95, 99]))
+    merged = client.query(
+        "SELECT quantilesMerge(0.5, 0.95, 0.99)(voice_to_voice) FROM latency_by_minute FINAL"
+    )
+    assert merged.result_rows[0][0] == pytest.approx(
+        np.percentile([v for v in v2v if v is not None], [50, 95, 99])
+    )

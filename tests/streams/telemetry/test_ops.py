@@ -1,4 +1,4 @@
-"""`voicebus ops` on a seeded chDB database: the numbers match numpy's, directly and through the sink's endpoint."""
+"""`voicebus ops` on a seeded chDB database: numbers match numpy's, directly and through the sink."""
 
 from __future__ import annotations
 
@@ -27,8 +27,10 @@ pytestmark = pytest.mark.integration
 NOW = time.time_ns()
 # Recent turns (1..50 min old) and older ones (2..3 h), none near the 1 h boundary of --since 1h.
 RECENT = make_turns(300, NOW, np.random.default_rng(11), age_s=(60, 3000))
-OLD = [Turn(f"old-{t.turn_id}", t.session_id, t.node_id, t.llm_engine, t.stages, t.decisions)
-       for t in make_turns(100, NOW - 2 * 3600 * 10**9, np.random.default_rng(12), age_s=(0, 3600))]
+OLD = [
+    Turn(f"old-{t.turn_id}", t.session_id, t.node_id, t.llm_engine, t.stages, t.decisions)
+    for t in make_turns(100, NOW - 2 * 3600 * 10**9, np.random.default_rng(12), age_s=(0, 3600))
+]
 
 
 async def seed(dsn: str, turns: list[Turn]) -> None:
@@ -52,7 +54,10 @@ def expected_latency(turns: list[Turn]) -> dict[str, tuple[int, list[float]]]:
     out = {}
     for name in queries.LATENCIES:
         values = np.array([v for t in turns if (v := t.latencies()[name]) is not None])
-        out[name.removesuffix("_ms")] = (len(values), list(np.percentile(values, [50, 95, 99])) if len(values) else [])
+        out[name.removesuffix("_ms")] = (
+            len(values),
+            list(np.percentile(values, [50, 95, 99])) if len(values) else [],
+        )
     return out
 
 
@@ -72,7 +77,9 @@ async def test_latency_percentiles_match_numpy_overall_by_node_and_by_window(chd
     check_latency(ops(backend, "latency", "--since", "all"), RECENT + OLD)
     by_node = ops(backend, "latency", "--by", "node", "--since", "4h")
     for node in ("edge-0", "edge-1"):
-        check_latency([r for r in by_node if r["group"] == node], [t for t in RECENT + OLD if t.node_id == node])
+        check_latency(
+            [r for r in by_node if r["group"] == node], [t for t in RECENT + OLD if t.node_id == node]
+        )
     engines = {r["group"] for r in ops(backend, "latency", "--by", "engine")}
     assert engines == {"sphinx/echo/espeak", "sphinx/vllm/espeak"}
 
@@ -80,13 +87,17 @@ async def test_latency_percentiles_match_numpy_overall_by_node_and_by_window(chd
 async def test_slowest_turns_and_their_waterfall(chdb_dsn):
     await seed(chdb_dsn, RECENT + OLD)
     rows = ops(Direct(chdb_dsn), "turns", "--slowest", "7", "--since", "1h")
-    ranked = sorted((t for t in RECENT if t.latencies()["voice_to_voice_ms"] is not None),
-                    key=lambda t: -t.latencies()["voice_to_voice_ms"])[:7]
+    ranked = sorted(
+        (t for t in RECENT if t.latencies()["voice_to_voice_ms"] is not None),
+        key=lambda t: -t.latencies()["voice_to_voice_ms"],
+    )[:7]
     assert [r["turn_id"] for r in rows] == [t.turn_id for t in ranked]
     for row, turn in zip(rows, ranked, strict=True):
         assert row["voice_to_voice_ms"] == pytest.approx(turn.latencies()["voice_to_voice_ms"])
         offsets = {s: turn.ms("speech_end", s) for s in queries.WATERFALL}
-        assert [row[f"{s}_ms"] for s in queries.WATERFALL] == pytest.approx(list(queries.waterfall(offsets).values()))
+        assert [row[f"{s}_ms"] for s in queries.WATERFALL] == pytest.approx(
+            list(queries.waterfall(offsets).values())
+        )
 
 
 async def test_turn_taking_counts(chdb_dsn):
@@ -96,7 +107,9 @@ async def test_turn_taking_counts(chdb_dsn):
     def having(*kinds: str, without: str = "") -> int:
         return sum(all(k in t.decisions for k in kinds) and without not in t.decisions for t in RECENT)
 
-    assert rates["barge_ins"]["turns"] == having("barge_in") and rates["barge_ins"]["of"] == having("committed")
+    assert rates["barge_ins"]["turns"] == having("barge_in") and rates["barge_ins"]["of"] == having(
+        "committed"
+    )
     assert rates["false_interruptions"]["turns"] == having("false_interruption")
     assert rates["speculative_withdrawn"]["of"] == having("speculative")
     assert rates["speculative_withdrawn"]["turns"] == 0  # every synthetic speculative turn was committed
@@ -122,11 +135,12 @@ async def test_ops_goes_through_the_sink_while_it_holds_the_directory(chdb_dsn, 
         backend = await asyncio.to_thread(open_backend, settings)
         assert isinstance(backend, ThroughSink)
         check_latency(await asyncio.to_thread(ops, backend, "latency"), RECENT)
-        # Another process cannot open the directory this one holds: `voicebus ops` there must use the endpoint.
+        # Another process cannot open the directory this one holds: `voicebus ops` there uses the endpoint.
         env = {**os.environ, "VOICEBUS_CLICKHOUSE_DSN": chdb_dsn, "VOICEBUS_TELEMETRY_QUERY_PORT": str(port)}
         cmd = [sys.executable, "-m", "voicebus.cli", "ops", "latency", "--format", "json"]
-        proc = await asyncio.create_subprocess_exec(*cmd, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, err.decode()
         check_latency(json.loads(out), RECENT)
@@ -136,5 +150,7 @@ async def test_ops_goes_through_the_sink_while_it_holds_the_directory(chdb_dsn, 
 
 
 def test_a_different_directory_is_not_served_by_the_sink(tmp_path):
-    settings = TelemetrySettings(clickhouse_dsn=f"chdb://{Path(tmp_path) / 'other'}", telemetry_query_port=free_port())
+    settings = TelemetrySettings(
+        clickhouse_dsn=f"chdb://{Path(tmp_path) / 'other'}", telemetry_query_port=free_port()
+    )
     assert isinstance(open_backend(settings), Direct)

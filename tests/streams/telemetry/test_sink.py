@@ -1,4 +1,4 @@
-"""The telemetry sink on the real broker and chDB: rows out, no double counting, pause and resume on failure."""
+"""The telemetry sink on the real broker and chDB: rows out, no double counts, pause/resume on failure."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from aiokafka import TopicPartition
 
-from schemas.topics import SESSIONS, TELEMETRY, TURNS, spec_for
-from streams.telemetry.sink import TelemetrySink
+from schemas.topics import SESSIONS, TELEMETRY, TURNS
 from streams.telemetry.settings import TelemetrySettings
+from streams.telemetry.sink import TelemetrySink
 from tests.streams.telemetry.synthetic import MS, make_turns, session_events
 from voicebus.clickhouse import connect
 from voicebus.kafka import make_consumer, make_producer
@@ -25,22 +25,33 @@ SESSION_IDS = sorted({t.session_id for t in TURNS_IN})
 
 
 def settings_for(topics, dsn: str, group: str = "telemetry-test") -> TelemetrySettings:
-    return TelemetrySettings(kafka_bootstrap=topics.settings.kafka_bootstrap, topic_prefix=topics.prefix,
-                             clickhouse_dsn=dsn, telemetry_group_id=group, telemetry_batch_rows=200,
-                             telemetry_batch_seconds=0.2, telemetry_retry_initial_s=0.05,
-                             telemetry_retry_max_s=0.3, telemetry_query_port=0)
+    return TelemetrySettings(
+        kafka_bootstrap=topics.settings.kafka_bootstrap,
+        topic_prefix=topics.prefix,
+        clickhouse_dsn=dsn,
+        telemetry_group_id=group,
+        telemetry_batch_rows=200,
+        telemetry_batch_seconds=0.2,
+        telemetry_retry_initial_s=0.05,
+        telemetry_retry_max_s=0.3,
+        telemetry_query_port=0,
+    )
 
 
 async def produce(topics, times: int = 1) -> int:
-    """Every event of TURNS_IN and of their sessions, `times` times; returns the number of stored rows each time."""
+    """Every event of TURNS_IN and of their sessions, `times` times; returns the stored rows per round."""
     producer = make_producer(topics.settings)
     await producer.start()
     events = [(TELEMETRY if e.type == "stage_stamped" else TURNS, e) for t in TURNS_IN for e in t.events()]
-    events += [(SESSIONS, e) for sid in SESSION_IDS for e in session_events(sid, "edge-0", NOW - 60_000 * MS, NOW)]
+    events += [
+        (SESSIONS, e) for sid in SESSION_IDS for e in session_events(sid, "edge-0", NOW - 60_000 * MS, NOW)
+    ]
     try:
         for _ in range(times):
             for spec, event in events:
-                await producer.send(topics.name(spec.name), spec.codec.encode(event), key=event.session_id.encode())
+                await producer.send(
+                    topics.name(spec.name), spec.codec.encode(event), key=event.session_id.encode()
+                )
         await producer.flush()
     finally:
         await producer.stop()
@@ -62,8 +73,10 @@ async def running(settings: TelemetrySettings):
 
 def latencies(dsn: str) -> dict[str, dict]:
     client = connect(dsn)
-    result = client.query("SELECT turn_id, endpointing_ms, voice_to_voice_ms, model_ms, platform_overhead_ms, "
-                          "barge_in_reaction_ms FROM turn_latency")
+    result = client.query(
+        "SELECT turn_id, endpointing_ms, voice_to_voice_ms, model_ms, platform_overhead_ms, "
+        "barge_in_reaction_ms FROM turn_latency"
+    )
     return {row[0]: dict(zip(result.column_names[1:], row[1:], strict=True)) for row in result.result_rows}
 
 
@@ -81,8 +94,10 @@ def check_counts(dsn: str) -> None:
     assert client.query("SELECT count() FROM turn_latency").result_rows[0][0] == len(TURNS_IN)
     committed = sum("committed" in t.decisions for t in TURNS_IN)
     assert client.query("SELECT countIf(was_committed = 1) FROM turn_latency").result_rows[0][0] == committed
-    sessions = client.query("SELECT session_id, node_id, end_reason, frames_in, dateDiff('ns', started, ended) "
-                            "FROM sessions FINAL ORDER BY session_id").result_rows
+    sessions = client.query(
+        "SELECT session_id, node_id, end_reason, frames_in, dateDiff('ns', started, ended) "
+        "FROM sessions FINAL ORDER BY session_id"
+    ).result_rows
     assert sessions == [(sid, "edge-0", "client_closed", 500, 60_000 * MS) for sid in SESSION_IDS]
 
 
