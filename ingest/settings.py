@@ -1,0 +1,68 @@
+"""Settings of one edge node (``voicebus ingest``), read from ``VOICEBUS_*`` environment variables."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import NoDecode
+
+from voicebus.settings import CommonSettings
+
+
+class IceServer(BaseModel):
+    """One STUN or TURN server, as both aiortc and the browser's RTCPeerConnection take it."""
+
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class IngestSettings(CommonSettings):
+    node_id: str = Field("edge-1", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                         description="This edge node's id; it consumes voice.replies.<node_id>.")
+    host: str = Field("127.0.0.1", description="Address the signaling HTTP server listens on.")
+    port: int = Field(8080, description="Port of the signaling HTTP server.")
+    max_sessions: int = Field(50, ge=1, description="Sessions this node holds at most; more get 503.")
+    max_body_bytes: int = Field(64 * 1024, description="Largest signaling request body; larger gets 413.")
+    auth_token: str = Field("", description="If set, signaling requests must carry 'Authorization: Bearer <it>'.")
+    ice_servers: Annotated[list[IceServer], NoDecode] = Field(
+        default_factory=list,
+        description='STUN/TURN servers as JSON, e.g. [{"urls":["stun:stun.example.org:3478"]}] '
+        '(used by the edge and handed to the page).')
+    ice_host_addresses: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Local addresses to gather ICE host candidates on (empty: every interface but loopback).")
+    ice_public_address: str = Field(
+        "", description="Address to advertise in place of host candidates (a 1:1 NAT's public address).")
+    aec: bool = Field(True, description="Echo cancellation (WebRTC AEC3) with the played audio as reference.")
+    noise_suppression: bool = Field(True, description="WebRTC noise suppression before the VAD.")
+    vad_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Silero probability that starts speech.")
+    vad_min_speech_ms: int = Field(60, description="Speech this long (above threshold) starts an utterance.")
+    vad_min_silence_ms: int = Field(240, description="Silence this long ends an utterance.")
+    barge_in_min_speech_ms: int = Field(100, description="Speech over a playing reply this long stops it.")
+    jitter_max_wait_ms: int = Field(120, description="Longest the receive buffer waits for a missing packet.")
+    audio_queue_frames: int = Field(2000, description="Frames waiting for Kafka beyond which new frames are dropped.")
+    event_queue_size: int = Field(5000, description="Events waiting for Kafka beyond which new ones are dropped.")
+    opus_bitrate: int = Field(32000, description="Bit rate of the agent audio sent to peers (mono Opus).")
+    drain_timeout_s: float = Field(5.0, description="On SIGTERM, how long to wait for sessions and Kafka to flush.")
+
+    @field_validator("ice_servers", "ice_host_addresses", mode="before")
+    @classmethod
+    def _parse_list(cls, value: Any) -> Any:
+        # Environment variables carry JSON; a plain comma-separated list is also accepted for addresses.
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return []
+            if value.startswith("["):
+                return json.loads(value)
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @property
+    def replies_topic(self) -> str:
+        from schemas.topics import replies_topic
+
+        return self.topic(replies_topic(self.node_id))
