@@ -72,8 +72,14 @@ def encode_frame(frame: AudioFrame) -> bytes:
         sid = b""
     if len(sid) != 16:
         raise FrameError(f"session id must be 32 hex characters, got {frame.session_id!r}")
-    return HEADER.pack(MAGIC, VERSION, frame.flags, sid, frame.seq, frame.capture_wall_ns,
-                       frame.media_ns, frame.sample_rate, n // 2) + frame.pcm
+    if frame.capture_wall_ns < 0 or frame.media_ns < 0:
+        raise FrameError("negative timestamp in audio frame")  # decode_frame would refuse it
+    try:
+        header = HEADER.pack(MAGIC, VERSION, frame.flags, sid, frame.seq, frame.capture_wall_ns,
+                             frame.media_ns, frame.sample_rate, n // 2)
+    except struct.error as exc:  # seq, flags or a timestamp out of its field's range
+        raise FrameError(f"audio frame header field out of range: {exc}") from None
+    return header + frame.pcm
 
 
 def decode_frame(data: bytes) -> AudioFrame:

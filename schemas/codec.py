@@ -76,11 +76,13 @@ class JsonCodec(Generic[T]):
             raise DecodeError("empty message")
         try:
             payload = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise DecodeError(f"not JSON: {exc}") from None
         if not isinstance(payload, dict):
             raise DecodeError(f"expected a JSON object, got {type(payload).__name__}")
-        current = self._versions.get(payload.get("type"))  # type: ignore[arg-type]
+        event_type = payload.get("type")
+        # A non-string "type" (a list, an object) must be a DecodeError, not a TypeError from the dict lookup.
+        current = self._versions.get(event_type) if isinstance(event_type, str) else None
         if current is None:
             raise DecodeError(f"unknown event type {payload.get('type')!r} for this topic")
         try:

@@ -79,7 +79,7 @@ class TopicSpec:
 
     def config(self) -> dict[str, str]:
         """Topic-level Kafka configs."""
-        out = {"cleanup.policy": self.cleanup_policy}
+        out: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
         if self.retention_ms is not None and self.cleanup_policy == "delete":
             out["retention.ms"] = str(self.retention_ms)
         return out
