@@ -29,7 +29,7 @@ class Slot:
     arrival_ns: int  # when the packet arrived, or when it was given up
 
 
-def _unwrap(value: int, reference: int, modulus: int) -> int:
+def unwrap(value: int, reference: int, modulus: int) -> int:
     """The integer congruent to ``value`` mod ``modulus`` that is closest to ``reference``."""
     delta = (value - reference) % modulus
     if delta >= modulus // 2:
@@ -67,8 +67,8 @@ class AdaptiveJitterBuffer:
         if self._next is None:
             self._ref_seq, self._ref_ts = seq, ts
             self._next = seq
-        seq = _unwrap(seq, self._ref_seq, SEQ_MOD)
-        ts = _unwrap(ts, self._ref_ts, TS_MOD)
+        seq = unwrap(seq, self._ref_seq, SEQ_MOD)
+        ts = unwrap(ts, self._ref_ts, TS_MOD)
         self._ref_seq, self._ref_ts = seq, ts
         self.received += 1
         self._observe(seq, now_ns)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiortc import RTCRtpReceiver
-from aiortc.rtcp import RtcpSrPacket
+from aiortc.rtp import RtcpSrPacket
 
 PacketCallback = Callable[[int, int, bytes, int], None]  # (seq, rtp timestamp, payload, arrival ns)
 ReportCallback = Callable[[int, int], None]  # (ntp timestamp, rtp timestamp)

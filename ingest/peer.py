@@ -1,0 +1,264 @@
+"""One WebRTC session's life at the edge: offer -> answer, media in and out, events, barge-in, close."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from ingest.engines import build_audio_processing
+from ingest.engines.vad import VadEngine
+from ingest.inbound import Inbound, ProcessedFrame
+from ingest.metrics import Metrics
+from ingest.playout import PlayoutTrack
+from ingest.publisher import Publisher
+from ingest.rtp_tap import tap_receiver
+from ingest.settings import IngestSettings
+from ingest.speech import Decision, Progress, Segmenter, SpeechStart, SpeechStop, VadParams
+from schemas.audio import FLAG_CONCEALED, FLAG_VOICED, AudioFrame
+from schemas.conversation import ReplyAudioChunk, ReplyCancelled, ReplyEnded, ReplyText
+from schemas.edge import (
+    PlayoutFinished,
+    PlayoutInterrupted,
+    PlayoutStarted,
+    SessionEnded,
+    SessionStarted,
+    SpeechStarted,
+    SpeechStopped,
+    VadProgress,
+)
+from schemas.telemetry import StageStamped
+
+log = logging.getLogger(__name__)
+
+
+class BadOffer(ValueError):
+    """The offer cannot start a session (malformed, or no audio)."""
+
+
+class EdgeSession:
+    def __init__(self, session_id: str, settings: IngestSettings, vad: VadEngine, publisher: Publisher,
+                 metrics: Metrics, on_closed: Callable[[EdgeSession], None], remote: str = "",
+                 user_agent: str = "") -> None:
+        self.id, self.settings, self.metrics = session_id, settings, metrics
+        self._publisher, self._on_closed = publisher, on_closed
+        self._remote, self._user_agent = remote, user_agent
+        self._seq = 0
+        self.frames_dropped = 0
+        self.closed = asyncio.Event()
+        self._closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._channel: Any = None
+        self._last_speech_end_wall = 0
+        self._reply_seen: set[str] = set()
+        echo, ns = build_audio_processing(settings.aec, settings.noise_suppression)
+        params = VadParams(threshold=settings.vad_threshold, min_speech_ms=settings.vad_min_speech_ms,
+                           min_silence_ms=settings.vad_min_silence_ms)
+        self.inbound = Inbound(vad.stream(), Segmenter(params), self._on_frame, echo, ns,
+                               settings.jitter_max_wait_ms)
+        self.playout = PlayoutTrack(self, echo.far_end if echo else None, settings.opus_bitrate,
+                                    on_sent=self._frame_sent)
+        servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+                   for s in settings.ice_servers]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
+        self._audio_tracks = 0
+        self.started = False
+
+    # -- signaling --
+
+    async def accept(self, offer_sdp: str) -> str:
+        """Apply the offer, return the answer SDP (candidates included: no trickle)."""
+        if not re.search(r"^m=audio ", offer_sdp, re.MULTILINE):
+            raise BadOffer("the offer has no audio section (m=audio)")
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise BadOffer(f"malformed SDP: {exc}") from None
+        opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
+        audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
+        if not audio:
+            raise BadOffer("the offer has no usable audio section")
+        audio[0].setCodecPreferences(opus)
+        self.pc.addTrack(self.playout)
+        try:
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except (ValueError, KeyError) as exc:  # no codec in common, for one
+            raise BadOffer(f"cannot answer this offer: {exc}") from None
+        self.started = True
+        self._event("voice.sessions", SessionStarted, remote=self._remote, user_agent=self._user_agent[:200])
+        self.metrics.sessions_started.inc()
+        log.info("session started", extra={"session_id": self.id})
+        return self._advertise(self.pc.localDescription.sdp)
+
+    def _advertise(self, sdp: str) -> str:
+        # Behind a 1:1 NAT the host candidates carry the private address; advertise the public one instead.
+        public = self.settings.ice_public_address
+        if not public:
+            return sdp
+        return re.sub(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host)", rf"\g<1>{public}\g<3>", sdp,
+                      flags=re.MULTILINE)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "audio":
+            self._spawn(self._drain(track))  # never leave a remote track unread: its queue grows forever
+            return
+        self._audio_tracks += 1
+        if self._audio_tracks == 1:
+            receiver = next(t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track)
+            tap_receiver(receiver, self.inbound.on_packet, self.inbound.on_sender_report)
+        # The tapped track gets no frames (they go through our buffer); a second microphone track is read and
+        # dropped. Either way reading it also tells us when it ends.
+        self._spawn(self._drain(track))
+
+    async def _drain(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+        except MediaStreamError:
+            return
+
+    def _on_datachannel(self, channel: Any) -> None:
+        self._channel = channel
+
+    def _tell_page(self, message: dict[str, Any]) -> None:
+        if self._channel is not None and self._channel.readyState == "open":
+            self._channel.send(json.dumps(message))
+
+    async def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "failed":
+            dtls = any(t.sender.transport and t.sender.transport.state == "failed" for t in self.pc.getTransceivers())
+            await self.close("dtls_failed" if dtls else "ice_failed")
+        elif state == "closed":
+            await self.close("client_closed")
+
+    # -- inbound media --
+
+    def _on_frame(self, frame: ProcessedFrame, decisions: list[Decision]) -> None:
+        self.metrics.frames_in.inc()
+        self.metrics.frames_concealed.inc(frame.concealed)
+        flags = (FLAG_VOICED if frame.voiced else 0) | (FLAG_CONCEALED if frame.concealed else 0)
+        audio = AudioFrame(self.id, frame.index, frame.capture_ns, frame.media_ns, 16000, frame.pcm.tobytes(), flags)
+        if not self._publisher.audio(audio):
+            self.frames_dropped += 1
+        for decision in decisions:
+            if isinstance(decision, SpeechStart):
+                self._speech_started(decision)
+            elif isinstance(decision, SpeechStop):
+                self._last_speech_end_wall = decision.end_wall_ns
+                self._event("voice.vad", SpeechStopped, media=frame.media_ns, speech_start_media_ns=decision.start_media_ns,
+                            speech_end_media_ns=decision.end_media_ns, speech_end_wall_ns=decision.end_wall_ns)
+                self._tell_page({"type": "speech", "speaking": False})
+            elif isinstance(decision, Progress):
+                self._event("voice.vad", VadProgress, media=frame.media_ns, speaking=decision.speaking,
+                            probability=min(1.0, max(0.0, decision.probability)))
+
+    def _speech_started(self, decision: SpeechStart) -> None:
+        # Barge-in happens here, before anything goes to Kafka: the agent is quiet from the next frame on.
+        interrupted = self.playout.interrupt()
+        self._event("voice.vad", SpeechStarted, speech_start_media_ns=decision.start_media_ns,
+                    speech_start_wall_ns=decision.start_wall_ns,
+                    probability=min(1.0, max(0.0, decision.probability)))
+        self._tell_page({"type": "speech", "speaking": True})
+        if interrupted:
+            turn_id, played_ms = interrupted
+            self.metrics.barge_ins.inc()
+            self._stamp(turn_id, "barge_in_speech_start", decision.start_wall_ns, decision.start_media_ns)
+            self._event("voice.playout", PlayoutInterrupted, turn_id=turn_id, played_ms=played_ms,
+                        barge_in_media_ns=decision.start_media_ns)
+            log.info("barge-in: reply stopped after %d ms", played_ms,
+                     extra={"session_id": self.id, "turn_id": turn_id})
+
+    # -- replies and playout (PlayoutListener) --
+
+    def _frame_sent(self, lateness_ms: float) -> None:
+        self.metrics.frames_out.inc()
+        self.metrics.playout_lateness.observe(lateness_ms)
+
+    def on_reply(self, event: Any) -> None:
+        if isinstance(event, ReplyAudioChunk):
+            if event.turn_id not in self._reply_seen:
+                self._reply_seen.add(event.turn_id)
+                self._stamp(event.turn_id, "reply_first_at_edge", time.time_ns())
+            self.playout.enqueue(event.turn_id, np.frombuffer(event.pcm, dtype="<i2"), event.sample_rate)
+            if event.text:
+                self._tell_page({"type": "reply_text", "turn_id": event.turn_id, "text": event.text})
+        elif isinstance(event, ReplyText):
+            self._tell_page({"type": "reply_text", "turn_id": event.turn_id, "text": event.text})
+        elif isinstance(event, ReplyEnded):
+            self.playout.end(event.turn_id)
+        elif isinstance(event, ReplyCancelled):
+            self.playout.cancel(event.turn_id)
+
+    def playout_started(self, turn_id: str) -> None:
+        now = time.time_ns()
+        self._stamp(turn_id, "reply_first_sent", now)
+        self._event("voice.playout", PlayoutStarted, turn_id=turn_id)
+        if self._last_speech_end_wall:
+            self._tell_page({"type": "latency", "turn_id": turn_id,
+                             "ms": round((now - self._last_speech_end_wall) / 1e6)})
+
+    def playout_finished(self, turn_id: str, played_ms: int) -> None:
+        self._stamp(turn_id, "reply_last_sent", time.time_ns())
+        self._event("voice.playout", PlayoutFinished, turn_id=turn_id, played_ms=played_ms)
+
+    def playout_interrupted(self, turn_id: str, played_ms: int) -> None:
+        self._stamp(turn_id, "reply_last_sent", time.time_ns())
+
+    # -- events --
+
+    def _event(self, topic: str, model: type, media: int | None = None, **fields: Any) -> None:
+        event = model(session_id=self.id, seq=self._seq, media_ns=self.inbound.media_ns if media is None else media,
+                      wall_ns=time.time_ns(), node_id=self.settings.node_id, **fields)
+        self._seq += 1
+        self._publisher.event(topic, event)
+
+    def _stamp(self, turn_id: str, stage: str, wall_ns: int, media_ns: int | None = None) -> None:
+        self._event("voice.telemetry", StageStamped, turn_id=turn_id, stage=stage, stage_wall_ns=wall_ns,
+                    stage_media_ns=self.inbound.media_ns if media_ns is None else media_ns, service="ingest")
+
+    # -- life --
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def abandon(self) -> None:
+        """Undo a session whose offer was refused: nothing was announced, nothing is published."""
+        self._closing = True
+        self.inbound.close()
+        await self.pc.close()
+        for task in list(self._tasks):
+            task.cancel()
+        self.closed.set()
+
+    async def close(self, reason: str) -> None:
+        if self._closing:
+            await self.closed.wait()
+            return
+        self._closing = True
+        self.inbound.close()
+        turn = self.playout.playing
+        if turn is not None:
+            self.playout.cancel(turn)
+        self._event("voice.sessions", SessionEnded, reason=reason, frames_in=self.inbound.frames,
+                    frames_dropped=self.frames_dropped)
+        await self.pc.close()
+        for task in list(self._tasks):
+            task.cancel()
+        log.info("session ended (%s): %d frames in, %d dropped", reason, self.inbound.frames, self.frames_dropped,
+                 extra={"session_id": self.id})
+        self._on_closed(self)
+        self.closed.set()

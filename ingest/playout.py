@@ -1,0 +1,204 @@
+"""Outbound audio: the per-session reply queue and the track that sends it, paced on an absolute 20 ms clock.
+
+The track hands aiortc pre-encoded Opus packets (mono, ``bitrate``): aiortc's own encoder is fixed at stereo
+96 kbit/s and runs in a thread pool, the most expensive part of a session. While nothing plays, one cached
+packet of silence is sent. Every frame sent is also given to the echo canceller as its far-end reference.
+Barge-in (``interrupt``) takes effect on the very next frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+from ingest.audio import FRAME_MS, FRAME_SAMPLES, RATE, RTP_TICKS_PER_FRAME, Resampler
+
+log = logging.getLogger(__name__)
+
+FRAME_S = FRAME_MS / 1000
+TIME_BASE = fractions.Fraction(1, 48_000)
+RESYNC_S = 0.2  # this far behind the grid (a stalled loop), skip ahead instead of bursting the backlog
+MAX_QUEUED_FRAMES = 120 * 1000 // FRAME_MS  # two minutes of reply audio per session
+
+
+class PlayoutListener(Protocol):
+    def playout_started(self, turn_id: str) -> None: ...
+    def playout_finished(self, turn_id: str, played_ms: int) -> None: ...
+    def playout_interrupted(self, turn_id: str, played_ms: int) -> None: ...
+
+
+@dataclass
+class Reply:
+    turn_id: str
+    frames: deque[np.ndarray] = field(default_factory=deque)
+    tail: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))  # < one frame, not yet full
+    ended: bool = False
+    played: int = 0  # frames sent
+    resampler: Resampler | None = None
+
+
+class OpusPacketizer:
+    """16 kHz mono PCM -> Opus packets for RTP (48 kHz clock)."""
+
+    def __init__(self, bitrate: int, complexity: int = 3) -> None:
+        self._codec = av.CodecContext.create("libopus", "w")
+        self._codec.bit_rate = bitrate
+        self._codec.format = "s16"
+        self._codec.layout = "mono"
+        self._codec.sample_rate = RATE
+        self._codec.options = {"application": "voip", "compression_level": str(complexity)}
+        self._pts = 0
+
+    def encode(self, pcm: np.ndarray) -> bytes | None:
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._pts
+        self._pts += len(pcm)
+        packets = self._codec.encode(frame)
+        return bytes(packets[-1]) if packets else None
+
+
+def silence_packet(bitrate: int) -> bytes:
+    encoder = OpusPacketizer(bitrate)
+    packet = None
+    for _ in range(10):  # past the encoder's start-up
+        packet = encoder.encode(np.zeros(FRAME_SAMPLES, dtype=np.int16)) or packet
+    assert packet is not None
+    return packet
+
+
+class PlayoutTrack(MediaStreamTrack):
+    kind = "audio"
+
+    def __init__(self, listener: PlayoutListener, far_end: Callable[[np.ndarray], None] | None = None,
+                 bitrate: int = 32000, on_sent: Callable[[float], None] | None = None) -> None:
+        super().__init__()
+        self._listener, self._far_end, self._on_sent = listener, far_end, on_sent
+        self._replies: deque[Reply] = deque()
+        self._encoder = OpusPacketizer(bitrate)
+        self._silence = silence_packet(bitrate)
+        self._zeros = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        self._t0: float | None = None
+        self._n = 0
+        self.frames_sent = 0
+        self.lateness_ms: deque[float] = deque(maxlen=3000)  # send time minus grid slot, recent frames
+        self.send_times: deque[float] = deque(maxlen=3000)  # wall clock of each frame handed to aiortc
+
+    # -- the reply queue (called from the replies consumer and the inbound pipeline) --
+
+    @property
+    def playing(self) -> str | None:
+        """The turn whose reply is being sent now, if any."""
+        return self._replies[0].turn_id if self._replies and self._replies[0].played else None
+
+    def queued_frames(self) -> int:
+        return sum(len(r.frames) for r in self._replies)
+
+    def enqueue(self, turn_id: str, pcm: np.ndarray, sample_rate: int) -> None:
+        reply = self._reply(turn_id, create=True)
+        if reply is None or reply.ended:
+            return
+        if self.queued_frames() >= MAX_QUEUED_FRAMES:
+            log.warning("playout queue full: dropping reply audio", extra={"turn_id": turn_id})
+            return
+        if sample_rate != RATE:
+            reply.resampler = reply.resampler or Resampler(sample_rate, RATE)
+            pcm = reply.resampler(pcm)
+        pcm = np.concatenate([reply.tail, pcm])
+        whole = len(pcm) // FRAME_SAMPLES * FRAME_SAMPLES
+        reply.frames.extend(pcm[i:i + FRAME_SAMPLES] for i in range(0, whole, FRAME_SAMPLES))
+        reply.tail = pcm[whole:]
+
+    def end(self, turn_id: str) -> None:
+        """No more audio will come for this reply: finish it after what is queued."""
+        reply = self._reply(turn_id, create=True)
+        if reply is not None and not reply.ended:
+            if len(reply.tail):
+                reply.frames.append(np.concatenate([reply.tail, self._zeros[len(reply.tail):]]))
+                reply.tail = self._zeros[:0]
+            reply.ended = True
+
+    def cancel(self, turn_id: str) -> None:
+        """Stop this reply now if it plays, and drop what is queued of it."""
+        reply = self._reply(turn_id, create=False)
+        if reply is None:
+            return
+        self._replies.remove(reply)
+        if reply.played:
+            self._listener.playout_finished(turn_id, reply.played * FRAME_MS)
+
+    def interrupt(self) -> tuple[str, int] | None:
+        """Barge-in: stop the playing reply on the next frame, drop the rest; returns (turn, played ms)."""
+        turn = self.playing
+        if turn is None:
+            return None
+        reply = self._replies.popleft()
+        played_ms = reply.played * FRAME_MS
+        self._listener.playout_interrupted(turn, played_ms)
+        return turn, played_ms
+
+    def _reply(self, turn_id: str, create: bool) -> Reply | None:
+        for reply in self._replies:
+            if reply.turn_id == turn_id:
+                return reply
+        if not create:
+            return None
+        reply = Reply(turn_id)
+        self._replies.append(reply)
+        return reply
+
+    # -- the track --
+
+    def _next_pcm(self) -> np.ndarray | None:
+        while self._replies:
+            reply = self._replies[0]
+            if reply.frames:
+                if reply.played == 0:
+                    self._listener.playout_started(reply.turn_id)
+                reply.played += 1
+                return reply.frames.popleft()
+            if not reply.ended:
+                return None  # underrun: the reply's next chunk has not arrived yet
+            self._replies.popleft()
+            if reply.played:
+                self._listener.playout_finished(reply.turn_id, reply.played * FRAME_MS)
+        return None
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.time()
+        if self._t0 is None:
+            self._t0 = now
+        else:
+            self._n += 1
+            due = self._t0 + self._n * FRAME_S
+            if now - due > RESYNC_S:
+                self._t0, self._n = now, 0
+            else:
+                await asyncio.sleep(max(0.0, due - now))
+        sent = time.time()
+        self.lateness_ms.append((sent - (self._t0 + self._n * FRAME_S)) * 1000)
+        self.send_times.append(sent)
+        pcm = self._next_pcm()
+        payload = self._encoder.encode(pcm) if pcm is not None else None
+        if self._far_end is not None:
+            self._far_end(pcm if pcm is not None else self._zeros)
+        packet = av.Packet(payload or self._silence)
+        packet.pts = self.frames_sent * RTP_TICKS_PER_FRAME
+        packet.time_base = TIME_BASE
+        self.frames_sent += 1
+        if self._on_sent is not None:
+            self._on_sent(self.lateness_ms[-1])
+        return packet

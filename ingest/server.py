@@ -1,0 +1,226 @@
+"""The edge node: HTTP signaling (aiohttp), metrics, the browser page, and ``voicebus ingest``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ingest.engines.vad import SileroVad
+from ingest.ice import use_host_addresses
+from ingest.metrics import Metrics
+from ingest.peer import BadOffer, EdgeSession
+from ingest.publisher import Publisher
+from ingest.replies import ReplyConsumer
+from ingest.settings import IngestSettings
+from schemas.base import new_session_id
+from voicebus.kafka import make_producer
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+class EdgeNode:
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.vad = SileroVad()
+        self.sessions: dict[str, EdgeSession] = {}
+        self._pending = 0  # offers being answered: they count against the session limit
+        self.accepting = False
+        self.producer = make_producer(settings)
+        self.publisher = Publisher(self.producer, self.metrics, settings.topic_prefix, settings.audio_queue_frames,
+                                   settings.event_queue_size)
+        self.replies = ReplyConsumer(settings, settings.replies_topic, self.producer, self._route_reply)
+        m = self.metrics
+        m.gauge("voicebus_ingest_sessions", "Sessions held now.", lambda: len(self.sessions))
+        m.gauge("voicebus_ingest_audio_queue_depth", "Frames waiting for Kafka.", lambda: self.publisher.audio_depth)
+        m.gauge("voicebus_ingest_event_queue_depth", "Events waiting for Kafka.", lambda: self.publisher.event_depth)
+        m.gauge("voicebus_ingest_playout_queue_frames", "Reply frames queued for playout, all sessions.",
+                lambda: sum(s.playout.queued_frames() for s in self.sessions.values()))
+        m.gauge("voicebus_ingest_receive_wait_ms", "Receive buffer's wait for a missing packet, max over sessions.",
+                lambda: max((s.inbound.buffer.wait_ms for s in self.sessions.values()), default=0.0))
+
+    async def start(self) -> None:
+        from voicebus.topics import create_topics
+
+        use_host_addresses(self.settings.ice_host_addresses)
+        await create_topics(self.settings, (self.settings.node_id,))  # this node's return topic, if missing
+        await self.publisher.start()
+        try:
+            await self.replies.start()
+        except BaseException:
+            await self.publisher.stop(0)
+            raise
+        self.accepting = True
+
+    async def stop(self) -> None:
+        """Drain: refuse new offers, end every session, flush what is queued for Kafka."""
+        self.accepting = False
+        await asyncio.gather(*(s.close("shutdown") for s in list(self.sessions.values())))
+        await self.replies.stop()
+        await self.publisher.stop(self.settings.drain_timeout_s)
+
+    def _route_reply(self, session_id: str, event: Any) -> None:
+        session = self.sessions.get(session_id)
+        if session is None:
+            log.debug("reply for a session this node does not hold", extra={"session_id": session_id})
+            return
+        session.on_reply(event)
+
+    # -- HTTP --
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth], client_max_size=self.settings.max_body_bytes)
+        app.router.add_get("/", self._page)
+        app.router.add_get("/healthz", self._health)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/v1/config", self._config)
+        app.router.add_post("/v1/sessions", self._create)
+        app.router.add_delete("/v1/sessions/{session_id}", self._delete)
+        return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        token = self.settings.auth_token
+        if token and request.path.startswith("/v1/") and request.headers.get("Authorization") != f"Bearer {token}":
+            return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def _health(self, request: web.Request) -> web.Response:
+        ok = self.accepting
+        return web.json_response({"status": "ok" if ok else "draining", "node_id": self.settings.node_id,
+                                  "sessions": len(self.sessions)}, status=200 if ok else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def _config(self, request: web.Request) -> web.Response:
+        return web.json_response({"iceServers": [s.model_dump(exclude_none=True) for s in self.settings.ice_servers]})
+
+    async def _create(self, request: web.Request) -> web.Response:
+        refused = await self._check_offer(request)
+        if isinstance(refused, web.Response):
+            self.metrics.sessions_rejected.inc()
+            return refused
+        session = EdgeSession(new_session_id(), self.settings, self.vad, self.publisher, self.metrics,
+                              self._forget, remote=request.remote or "",
+                              user_agent=request.headers.get("User-Agent", ""))
+        self._pending += 1
+        try:
+            answer = await session.accept(refused)
+        except BadOffer as exc:
+            await session.abandon()
+            self.metrics.sessions_rejected.inc()
+            return _error(400, str(exc))
+        except Exception:
+            await session.abandon()
+            log.exception("answering an offer failed")
+            return _error(500, "the edge could not answer this offer")
+        finally:
+            self._pending -= 1
+        self.sessions[session.id] = session
+        return web.json_response({"session_id": session.id, "sdp": answer, "type": "answer"})
+
+    async def _check_offer(self, request: web.Request) -> str | web.Response:
+        """The offer's SDP, or the error response that refuses it."""
+        if not self.accepting:
+            return _error(503, "this node is draining", **{"Retry-After": "5"})
+        if len(self.sessions) + self._pending >= self.settings.max_sessions:
+            return _error(503, f"this node holds its limit of {self.settings.max_sessions} sessions",
+                          **{"Retry-After": "2"})
+        if (request.content_length or 0) > self.settings.max_body_bytes:
+            return _error(413, f"body over {self.settings.max_body_bytes} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body over {self.settings.max_body_bytes} bytes")
+        try:
+            offer = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        if not isinstance(offer, dict) or not isinstance(offer.get("sdp"), str) or offer.get("type") != "offer":
+            return _error(400, 'expected {"sdp": "<offer SDP>", "type": "offer"}')
+        if not offer["sdp"].startswith("v=0"):
+            return _error(400, "malformed SDP: it must start with v=0")
+        return str(offer["sdp"])
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        session = self.sessions.get(request.match_info["session_id"])
+        if session is None:
+            return _error(404, "no such session on this node")
+        await session.close("deleted")
+        return web.json_response({"session_id": session.id, "status": "ended"})
+
+    def _forget(self, session: EdgeSession) -> None:
+        self.sessions.pop(session.id, None)
+
+
+@asynccontextmanager
+async def running_edge(settings: IngestSettings) -> AsyncIterator[EdgeNode]:
+    """An edge node serving HTTP on settings.host:settings.port until the block exits (then drained)."""
+    node = EdgeNode(settings)
+    await node.start()
+    runner = web.AppRunner(node.app(), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    try:
+        await site.start()
+        yield node
+    finally:
+        await node.stop()
+        await runner.cleanup()
+
+
+async def serve(settings: IngestSettings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_edge(settings):
+        log.info("edge %s listening on http://%s:%d", settings.node_id, settings.host, settings.port,
+                 extra={"node_id": settings.node_id})
+        await stop.wait()
+        log.info("draining", extra={"node_id": settings.node_id})
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="voicebus ingest", description="run a WebRTC edge node "
+                                     "(every option also reads VOICEBUS_<NAME>; flags win)")
+    parser.add_argument("--node-id")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--max-sessions", type=int)
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    settings = IngestSettings(**overrides)
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        log.error("cannot start the edge: %s", exc)
+        return 1
+    except Exception as exc:  # noqa: BLE001 -- e.g. no broker: say so plainly
+        from aiokafka.errors import KafkaConnectionError
+
+        if isinstance(exc, KafkaConnectionError):
+            log.error("no Kafka broker answers at %s (start one with `voicebus kafka start`, "
+                      "or set VOICEBUS_KAFKA_BOOTSTRAP)", settings.kafka_bootstrap)
+            return 1
+        raise
+    return 0
