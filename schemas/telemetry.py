@@ -61,7 +61,7 @@ class DeadLetter(BaseModel):
     offset: Annotated[int, Field(ge=0)]
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]] = []
+    headers: list[tuple[str, bytes | None]] = []  # Kafka header values may be null
     error: str
     consumer: str = ""
     wall_ns: Nanos = Field(default_factory=now_ns)
