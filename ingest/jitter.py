@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
+SPECULATIVE_SLOTS = 3  # slots concealed past the newest packet before waiting for the sender to resume
 MAX_GAP = 500  # slots (10 s): a larger jump is a resync, not a loss to conceal
 
 
@@ -51,6 +52,7 @@ class AdaptiveJitterBuffer:
         self._last_ts: int | None = None  # ext ts of the last released slot
         self._base: tuple[int, int] | None = None  # (ext seq, arrival) of the earliest-arrival line
         self._ref_seq = self._ref_ts = 0
+        self._newest = 0  # highest extended seq received
         self._given_up: deque[int] = deque(maxlen=64)  # recently concealed seqs, to tell late from duplicate
         self.received = self.released = self.concealed = self.late = self.duplicates = self.resyncs = 0
 
@@ -71,6 +73,7 @@ class AdaptiveJitterBuffer:
         ts = unwrap(ts, self._ref_ts, TS_MOD)
         self._ref_seq, self._ref_ts = seq, ts
         self.received += 1
+        self._newest = max(self._newest, seq) if self.received > 1 else seq
         self._observe(seq, now_ns)
         if seq < self._next:
             if seq in self._given_up:
@@ -93,10 +96,16 @@ class AdaptiveJitterBuffer:
         return self._release(now_ns)
 
     def deadline_ns(self) -> int | None:
-        """When ``poll`` should next be called: the give-up time of the missing slot, if one is missing."""
-        if not self._pending or self._next is None or self._base is None:
+        """When ``poll`` should next be called: the give-up time of the next slot, while one may be missing."""
+        if self._next is None or self._base is None or not self._may_conceal():
             return None
         return self._expected_ns(self._next) + self._wait_ns
+
+    def _may_conceal(self) -> bool:
+        # With packets behind the gap, the gap is loss. With none, the sender may have stopped (mute, DTX,
+        # hang-up): conceal a few slots, then wait for packets to say how long the gap was.
+        assert self._next is not None
+        return bool(self._pending) or self._next - self._newest <= SPECULATIVE_SLOTS
 
     def _expected_ns(self, seq: int) -> int:
         assert self._base is not None
@@ -118,15 +127,13 @@ class AdaptiveJitterBuffer:
 
     def _release(self, now_ns: int) -> list[Slot]:
         out: list[Slot] = []
-        assert self._next is not None or not self._pending
-        while self._pending:
-            assert self._next is not None
+        while self._next is not None and self._base is not None:
             item = self._pending.pop(self._next, None)
             if item is not None:
                 ts, payload, arrival = item
                 out.append(Slot(self._next, ts, payload, arrival))
                 self.released += 1
-            elif now_ns >= self._expected_ns(self._next) + self._wait_ns:
+            elif self._may_conceal() and now_ns >= self._expected_ns(self._next) + self._wait_ns:
                 ts = (self._last_ts + self.ticks_per_frame) if self._last_ts is not None else self._ts_before()
                 out.append(Slot(self._next, ts, None, now_ns))
                 self._given_up.append(self._next)
@@ -138,7 +145,9 @@ class AdaptiveJitterBuffer:
         return out
 
     def _ts_before(self) -> int:
-        # The very first slots are missing: extrapolate back from the earliest packet we hold.
+        # Nothing released yet: extrapolate from the earliest packet we hold, or the reference.
         assert self._next is not None
+        if not self._pending:
+            return self._ref_ts - (self._ref_seq - self._next) * self.ticks_per_frame
         first = min(self._pending)
         return self._pending[first][0] - (first - self._next) * self.ticks_per_frame

@@ -1,0 +1,67 @@
+"""The paced outbound track and its reply queue, read the way aiortc's sender reads it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ingest.playout import PlayoutTrack
+
+
+class Heard:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, int]] = []
+
+    def playout_started(self, turn_id: str) -> None:
+        self.events.append(("started", turn_id, 0))
+
+    def playout_finished(self, turn_id: str, played_ms: int) -> None:
+        self.events.append(("finished", turn_id, played_ms))
+
+    def playout_interrupted(self, turn_id: str, played_ms: int) -> None:
+        self.events.append(("interrupted", turn_id, played_ms))
+
+
+def tone(ms: int) -> np.ndarray:
+    t = np.arange(16 * ms) / 16_000
+    return (6000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16)
+
+
+async def test_reply_is_played_in_order_then_silence_and_events_follow() -> None:
+    heard, far = Heard(), []
+    track = PlayoutTrack(heard, far_end=far.append)
+    track.enqueue("t1", tone(50), 16000)  # 2.5 frames: the tail waits for more or for the end
+    track.enqueue("t1", tone(50), 16000)
+    track.end("t1")
+    packets = [await track.recv() for _ in range(8)]
+    assert [p.pts for p in packets] == [n * 960 for n in range(8)]
+    assert heard.events == [("started", "t1", 0), ("finished", "t1", 100)]
+    loud = [bool(np.abs(f).max() > 1000) for f in far]
+    assert loud == [True] * 5 + [False] * 3  # the far-end reference is exactly what was sent
+    assert len(track.lateness_ms) == 8
+
+
+async def test_barge_in_stops_on_the_next_frame_and_drops_the_rest() -> None:
+    heard, far = Heard(), []
+    track = PlayoutTrack(heard, far_end=far.append)
+    track.enqueue("t1", tone(2000), 16000)
+    for _ in range(3):
+        await track.recv()
+    assert track.interrupt() == ("t1", 60)
+    await track.recv()
+    assert np.abs(far[-1]).max() == 0 and track.queued_frames() == 0
+    assert heard.events[-1] == ("interrupted", "t1", 60)
+    assert track.interrupt() is None
+
+
+async def test_cancel_drops_a_queued_reply_and_a_resampled_reply_plays() -> None:
+    heard, far = Heard(), []
+    track = PlayoutTrack(heard, far_end=far.append)
+    track.enqueue("t1", tone(100), 16000)
+    track.cancel("t1")
+    t = np.arange(2400) / 24_000
+    track.enqueue("t2", (6000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16), 24000)  # 100 ms at 24 kHz
+    track.end("t2")
+    for _ in range(7):
+        await track.recv()
+    assert [e[:2] for e in heard.events] == [("started", "t2"), ("finished", "t2")]
+    assert 80 <= heard.events[-1][2] <= 120
