@@ -76,12 +76,15 @@ class TopicSpec:
     retention_ms: int | None = DAY_MS
     cleanup_policy: Literal["delete", "compact"] = "delete"
     content_type: str = "application/json"
+    max_message_bytes: int | None = None
 
     def config(self) -> dict[str, str]:
         """Topic-level Kafka configs."""
         out: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
         if self.retention_ms is not None and self.cleanup_policy == "delete":
             out["retention.ms"] = str(self.retention_ms)
+        if self.max_message_bytes is not None:
+            out["max.message.bytes"] = str(self.max_message_bytes)
         return out
 
 
@@ -105,7 +108,9 @@ TURNS = _json_topic("voice.turns", "turn decisions: speculative, committed, canc
 TELEMETRY = _json_topic("voice.telemetry", "per-stage timestamps of each turn", "every service", StageStamped,
                         retention_ms=7 * DAY_MS)
 DLQ = _json_topic("voice.dlq", "undecodable messages with their origin and the error", "every consumer",
-                  DeadLetter, key="source key", partitions=1, retention_ms=30 * DAY_MS)
+                  DeadLetter, key="source key", partitions=1, retention_ms=30 * DAY_MS,
+                  # a dead letter carries the original bytes base64'd: room for a 1 MiB message and its headers
+                  max_message_bytes=4 * 1024 * 1024)
 TURN_STATE_CHANGELOG = TopicSpec(
     "voice.turn-state-changelog", "changelog of the turn processor's per-session state table (Faust)",
     "streams", None, key="session_id", retention_ms=None, cleanup_policy="compact",
