@@ -1,0 +1,104 @@
+"""The engine interfaces the workers see: streaming ASR, LLM, TTS.
+
+Each vendor implements one of these ABCs in its own module; a worker picks one from its settings
+(``inference.engines.factory``) and never knows which it got. Audio is PCM16 mono, little-endian, bytes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Literal
+
+
+class EngineError(Exception):
+    """An engine failed. ``retryable``: the same request may succeed later (a 503, a timeout, a reset)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import an optional vendor module, or fail with the install command that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"{module} is not installed: install the extra with `pip install 'voicebus[{extra}]'`"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class AsrCapabilities:
+    streaming: bool  # partial text while audio is still arriving (else only a final result)
+
+
+class AsrStream(ABC):
+    """One utterance. ``push`` audio as it arrives, ``finish`` once speech ended, ``aclose`` always."""
+
+    @abstractmethod
+    async def push(self, pcm: bytes) -> None:
+        """Add PCM16 mono audio at the stream's sample rate."""
+
+    @abstractmethod
+    async def partial(self) -> str:
+        """The best text so far ("" when there is none yet, or the engine does not stream)."""
+
+    @abstractmethod
+    async def finish(self) -> str:
+        """The final text of everything pushed. The stream takes no more audio afterwards."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release the stream's resources. Idempotent; call it after ``finish`` too."""
+
+
+class AsrEngine(ABC):
+    name: str
+    capabilities: AsrCapabilities
+
+    @abstractmethod
+    async def stream(self, sample_rate: int = 16000) -> AsrStream:
+        """A new utterance stream for audio at ``sample_rate``."""
+
+    async def warm(self) -> None:  # noqa: B027
+        """Load what the first request would otherwise wait for."""
+
+    async def aclose(self) -> None:  # noqa: B027 -- engines without resources need not override
+        """Release the engine's resources."""
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class LlmEngine(ABC):
+    name: str
+
+    @abstractmethod
+    def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
+        """The reply to the conversation, as text pieces in order (closing the iterator stops the work)."""
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Release the engine's resources."""
+
+
+class TtsEngine(ABC):
+    name: str
+    sample_rate: int  # of the audio ``stream`` yields
+
+    @abstractmethod
+    def stream(self, text: str) -> AsyncIterator[bytes]:
+        """``text`` spoken, as PCM16 mono pieces at ``sample_rate`` (closing the iterator stops the work)."""
+
+    async def warm(self) -> None:  # noqa: B027
+        """Load what the first request would otherwise wait for."""
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Release the engine's resources."""

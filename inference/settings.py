@@ -1,0 +1,83 @@
+"""Settings of the inference workers (``voicebus asr``, ``voicebus responder``), from VOICEBUS_* variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from inference.engines.openai_http import Endpoint
+from voicebus.settings import CommonSettings
+
+
+class HttpEngineSettings(CommonSettings):
+    """What every OpenAI-compatible adapter shares."""
+
+    http_timeout_s: float = Field(30.0, gt=0, description="Connect and read timeout of engine HTTP requests "
+                                  "(for a stream: the longest gap between two chunks).")
+    http_retries: int = Field(2, ge=0, description="Retries of an engine HTTP request after a retryable failure "
+                              "(timeout, 408/409/429/5xx), before any of its output was used.")
+    http_backoff_s: float = Field(0.2, gt=0, description="First wait between engine HTTP retries (doubles each "
+                                  "time; a Retry-After header wins).")
+
+    def endpoint(self, url: str, model: str, key: SecretStr) -> Endpoint:
+        return Endpoint(url, model, key.get_secret_value(), self.http_timeout_s, self.http_retries,
+                        self.http_backoff_s)
+
+
+class AsrSettings(HttpEngineSettings):
+    asr_engine: Literal["pocketsphinx", "openai"] = Field(
+        "pocketsphinx", description="ASR engine: pocketsphinx (embedded, extra `asr`) or openai (a Whisper server).")
+    asr_openai_url: str = Field("http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible "
+                                "transcription server (…/v1; the worker posts to /audio/transcriptions).")
+    asr_openai_model: str = Field("whisper-1", description="Model name sent to the transcription server.")
+    asr_openai_key: SecretStr = Field(SecretStr(""), description="API key for the transcription server.")
+    asr_language: str = Field("", description="Language hint for the transcription server (ISO 639-1, or empty).")
+    asr_group_id: str = Field("voicebus-asr", description="Consumer group of the ASR workers.")
+    asr_preroll_ms: int = Field(200, ge=0, description="Audio before the VAD's speech start also fed to the "
+                                "recogniser (onsets are soft).")
+    asr_partial_interval_ms: int = Field(300, ge=20, description="Speech between two partial transcripts.")
+    asr_max_utterance_s: float = Field(30.0, gt=0, description="An utterance this long is finalised even "
+                                       "without a speech-stopped event.")
+    asr_idle_session_s: float = Field(60.0, gt=0, description="A session with no audio for this long is "
+                                      "forgotten (its SessionEnded may have been lost).")
+
+
+class ResponderSettings(HttpEngineSettings):
+    llm_engine: Literal["embedded", "openai"] = Field(
+        "embedded", description="LLM engine: embedded (deterministic rules) or openai (/chat/completions).")
+    llm_openai_url: str = Field("http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible chat "
+                                "server (vLLM, llama.cpp server, a hosted API).")
+    llm_openai_model: str = Field("gpt-4o-mini", description="Model name sent to the chat server.")
+    llm_openai_key: SecretStr = Field(SecretStr(""), description="API key for the chat server.")
+    llm_temperature: float = Field(0.7, ge=0, description="Sampling temperature sent to the chat server.")
+    llm_max_tokens: int = Field(300, gt=0, description="Longest reply the chat server may generate.")
+    llm_system_prompt: str = Field(
+        "You are a friendly voice assistant. Answer in one to three short spoken sentences, no lists or markup.",
+        description="System message put before the conversation.")
+    tts_engine: Literal["espeak", "openai"] = Field(
+        "espeak", description="TTS engine: espeak (embedded espeak-ng, extra `tts-espeak`, GPL-3.0) or openai "
+        "(/audio/speech).")
+    tts_espeak_voice: str = Field("en-us", description="espeak-ng voice name.")
+    tts_espeak_rate_wpm: int = Field(175, gt=0, description="espeak-ng speaking rate, words per minute.")
+    tts_openai_url: str = Field("http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible "
+                                "speech server.")
+    tts_openai_model: str = Field("tts-1", description="Model name sent to the speech server.")
+    tts_openai_key: SecretStr = Field(SecretStr(""), description="API key for the speech server.")
+    tts_openai_voice: str = Field("alloy", description="Voice name sent to the speech server.")
+    tts_openai_sample_rate: int = Field(24000, description="Sample rate of the speech server's raw PCM output.")
+    responder_group_id: str = Field("voicebus-responder", description="Consumer group of the responders.")
+    responder_chunk_ms: int = Field(200, ge=20, le=2000, description="Audio per reply chunk event.")
+    responder_max_lead_ms: int = Field(
+        2000, ge=0, description="Reply audio sent ahead of real time at most (bounds the work a barge-in "
+        "wastes; also what a speculative turn prepares before its commit). 0: no limit.")
+    responder_history_turns: int = Field(20, ge=0, description="Past turns of a session kept for the LLM.")
+    responder_max_sessions: int = Field(10000, ge=1, description="Sessions whose history a responder keeps "
+                                        "(least recently used forgotten first).")
+    responder_max_turn_age_s: float = Field(
+        30.0, gt=0, description="A turn event older than this (a replay after a crash) gets no reply.")
+    responder_node_timeout_s: float = Field(
+        3.0, gt=0, description="How long to wait for a node's reply topic to show up before the turn is "
+        "dead-lettered as for an unknown node.")
+    responder_session_timeout_ms: int = Field(
+        10000, ge=6000, description="Kafka group session timeout: how soon a crashed responder's turns move.")
