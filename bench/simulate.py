@@ -15,7 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.caller import Caller, read_wav_16k
+from bench.edge_client import Clip, EdgeClient, read_wav
+from ingest.ice import use_host_addresses
 
 DEFAULT_AUDIO = [
     Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "misc" / name
@@ -23,15 +24,19 @@ DEFAULT_AUDIO = [
 ]
 
 
+FRAME_S = 0.02
+REPLY_GAP_FRAMES = 30  # 600 ms of quiet after agent audio ends a reply
+
+
 @dataclass
 class ClientTurn:
     session_id: str
     index: int
     audio: str
-    speech_end: float  # wall time the last sample of the utterance was sent
-    reply_onset: float | None  # wall time the agent's first loud frame arrived
-    reply_end: float | None
-    barged_in: bool
+    speech_end: float  # wall time the utterance's last frame was captured
+    reply_onset: float | None = None  # wall time the agent's first loud packet arrived
+    reply_end: float | None = None
+    barged_in: bool = False
 
     @property
     def client_v2v_ms(self) -> float | None:
@@ -44,38 +49,57 @@ class Script:
     turns: int
     pause_s: float
     reply_timeout_s: float
-    barge_in_every: int  # 0: never; k: every k-th turn interrupts the reply
+    barge_in_every: int  # 0: never; k: every k-th reply is interrupted by the next utterance
+
+
+def _reply_end(loud: list[bool], onset: int) -> int | None:
+    """Index of the last loud frame of the reply starting at ``onset``, once REPLY_GAP_FRAMES quiet ones follow."""
+    last = onset
+    for i in range(onset, len(loud)):
+        if loud[i]:
+            last = i
+        elif i - last >= REPLY_GAP_FRAMES:
+            return last
+    return None
 
 
 async def converse(url: str, token: str, script: Script, index: int, progress) -> list[ClientTurn]:  # type: ignore[no-untyped-def]
-    caller = Caller(url, token)
-    session_id = await caller.connect()
-    clips = [read_wav_16k(p) for p in script.audio]
-    listener = caller.listener
+    client = EdgeClient(url, token)
+    session_id = await client.connect()
+    clips = [Clip.of(read_wav(p)) for p in script.audio]
+    mic, hearing = client.mic, client.hearing
     turns: list[ClientTurn] = []
     try:
         for n in range(script.turns):
-            clip = (n + index) % len(clips)
-            heard_before = len(listener.replies)
-            _, speech_end = await caller.mic.say(clips[clip])
-            turn = ClientTurn(session_id, n, script.audio[clip].name, speech_end, None, None, False)
+            k = (n + index) % len(clips)
+            first_frame, _ = await mic.say(clips[k])
+            last_frame = first_frame + len(clips[k].frames) - 1
+            async with asyncio.timeout(len(clips[k].frames) * FRAME_S + 5):
+                while mic.n <= last_frame:
+                    await asyncio.sleep(FRAME_S)  # the microphone's own 20 ms clock; bounded above
+            turn = ClientTurn(session_id, n, script.audio[k].name, mic.capture_times[last_frame])
             turns.append(turn)
+            heard_from = len(hearing.loud)
             try:
-                await listener.wait(lambda: len(listener.replies) > heard_before, script.reply_timeout_s)
-                reply = listener.replies[heard_before]
-                turn.reply_onset = reply.onset
-                barge = script.barge_in_every and (n + 1) % script.barge_in_every == 0 and n + 1 < script.turns
-                if barge:
+                await hearing.wait_for(lambda: hearing.first_loud(heard_from) is not None, script.reply_timeout_s)
+                onset = hearing.first_loud(heard_from)
+                assert onset is not None
+                turn.reply_onset = hearing.arrivals[onset]
+                if script.barge_in_every and (n + 1) % script.barge_in_every == 0 and n + 1 < script.turns:
                     turn.barged_in = True  # the next utterance starts while the agent talks
+                    await asyncio.sleep(0.5)
                 else:
-                    await listener.wait(lambda: reply.end is not None, script.reply_timeout_s)
-                    turn.reply_end = reply.end
+                    await hearing.wait_for(lambda: _reply_end(hearing.loud, onset) is not None,
+                                           script.reply_timeout_s + 30)
+                    end = _reply_end(hearing.loud, onset)
+                    assert end is not None
+                    turn.reply_end = hearing.arrivals[end]
                     await asyncio.sleep(script.pause_s)  # the caller's own pause between turns
             except TimeoutError:
                 pass
             progress(turn)
     finally:
-        await caller.close()
+        await client.close()
     return turns
 
 
@@ -94,6 +118,7 @@ def summarize(turns: list[ClientTurn]) -> dict[str, object]:
 
 
 async def run(args: argparse.Namespace) -> int:
+    use_host_addresses([args.ice_host] if args.ice_host else [])
     script = Script([Path(p) for p in args.audio] or DEFAULT_AUDIO, args.turns, args.pause,
                     args.reply_timeout, args.barge_in_every)
     done = 0
@@ -134,5 +159,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--reply-timeout", type=float, default=20.0)
     parser.add_argument("--url", default="http://127.0.0.1:8080")
     parser.add_argument("--token", default="")
+    parser.add_argument("--ice-host", default="", help="gather ICE candidates on this address only (e.g. 127.0.0.1)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return asyncio.run(run(parser.parse_args(argv)))
