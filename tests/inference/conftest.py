@@ -1,0 +1,60 @@
+"""Engines for the contract suites: every implementation of each interface, the HTTP ones against a local
+server that speaks the OpenAI protocol."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference.engines.openai_http import Endpoint
+from tests.inference.openai_server import OpenAiProtocolServer, serving, shared_sphinx
+
+
+def endpoint(server: OpenAiProtocolServer, model: str = "test-model", **kw) -> Endpoint:
+    return Endpoint(server.url, model, **{"timeout_s": 5.0, "retries": 2, "backoff_s": 0.01, **kw})
+
+
+@pytest.fixture
+async def openai_server():
+    async with serving(OpenAiProtocolServer()) as server:
+        yield server
+
+
+@pytest.fixture(params=["pocketsphinx", "openai"])
+async def asr_engine(request, openai_server):
+    if request.param == "openai":
+        from inference.engines.openai_compat import OpenAiAsr
+
+        engine = OpenAiAsr(endpoint(openai_server, "whisper-1"))
+    else:
+        engine = shared_sphinx()
+    yield engine
+    if request.param == "openai":
+        await engine.aclose()
+
+
+@pytest.fixture(params=["embedded", "openai"])
+async def llm_engine(request, openai_server):
+    if request.param == "openai":
+        from inference.engines.openai_compat import OpenAiLlm
+
+        engine = OpenAiLlm(endpoint(openai_server))
+    else:
+        from inference.engines.rules_llm import RulesLlm
+
+        engine = RulesLlm()
+    yield engine
+    await engine.aclose()
+
+
+@pytest.fixture(params=["espeak", "openai"])
+async def tts_engine(request, openai_server):
+    if request.param == "openai":
+        from inference.engines.openai_compat import OpenAiTts
+
+        engine = OpenAiTts(endpoint(openai_server, "tts-1"), sample_rate=24000)
+    else:
+        from inference.engines.espeak import EspeakTts
+
+        engine = EspeakTts()
+    yield engine
+    await engine.aclose()
