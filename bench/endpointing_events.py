@@ -1,0 +1,114 @@
+"""Edge and ASR event streams for a scripted conversation, as the edge's VAD and the ASR would publish them.
+
+Used by the endpointing benchmark (timings from real speech labels) and by the turn processor's tests. It
+follows the edge's segmenter (ingest/speech.py): SpeechStarted once speech has lasted ``confirm_ms``,
+SpeechStopped ``vad_silence_ms`` after the last voiced frame, VadProgress on every 20 ms frame for 2 s after
+speech stopped and otherwise every 200 ms; the ASR's final comes right after SpeechStopped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.base import Event
+from schemas.conversation import TranscriptFinal
+from schemas.edge import (
+    PlayoutFinished,
+    PlayoutInterrupted,
+    PlayoutStarted,
+    SessionEnded,
+    SpeechStarted,
+    SpeechStopped,
+    VadProgress,
+)
+
+MS = 1_000_000
+FRAME_MS = 20
+WALL0_NS = 1_700_000_000_000_000_000  # the session's wall clock at media time 0
+
+
+class Conversation:
+    """Append-only script: ``say`` and ``wait`` walk the media clock frame by frame, emitting events."""
+
+    def __init__(self, session_id: str, node_id: str = "edge-1", *, vad_silence_ms: int = 240,
+                 confirm_ms: int = 60, asr_lag_ms: int = 5, progress_after_ms: int = 2000) -> None:
+        self.session_id, self.node_id = session_id, node_id
+        self.vad_silence_ms, self.confirm_ms = vad_silence_ms, confirm_ms
+        self.asr_lag_ms, self.progress_after_ms = asr_lag_ms, progress_after_ms
+        self.events: list[Event] = []
+        self.t_ms = 0  # the next frame to walk
+        self._seq = {"edge": 0, "asr": 0}
+        self._progress_until = -1
+        self._last_progress: int | None = None
+
+    def _next_seq(self, producer: str) -> int:
+        self._seq[producer] += 1
+        return self._seq[producer]
+
+    def _edge(self, model: type[Event], t_ms: int, **fields: Any) -> None:
+        common: dict[str, Any] = {"session_id": self.session_id, "seq": self._next_seq("edge"),
+                                  "media_ns": t_ms * MS, "wall_ns": WALL0_NS + t_ms * MS, "node_id": self.node_id}
+        self.events.append(model(**common, **fields))
+
+    def _frame(self, speaking: bool, voiced: bool = False) -> None:
+        t = self.t_ms
+        if (t <= self._progress_until or self._last_progress is None
+                or t - self._last_progress >= 200):
+            self._edge(VadProgress, t, speaking=speaking, probability=0.9 if voiced else 0.05)
+            self._last_progress = t
+        self.t_ms += FRAME_MS
+
+    def wait(self, until_ms: int) -> Conversation:
+        """Silence (or, if still inside an utterance's hangover, its end) up to ``until_ms``."""
+        while self.t_ms < until_ms:
+            self._frame(False)
+        return self
+
+    def say(self, start_ms: int, end_ms: int, text: str | None = "", *,
+            barge_in: tuple[str, int] | None = None) -> Conversation:
+        """Speech from ``start_ms`` to ``end_ms`` (its last voiced frame), then its final transcript unless
+        ``text`` is None. ``barge_in=(turn_id, played_ms)``: the edge stopped that reply when speech started."""
+        start, end = _frame_ms(start_ms), _frame_ms(end_ms)
+        assert start >= self.t_ms and end >= start + self.confirm_ms, (start, end, self.t_ms)
+        self.wait(start)
+        while self.t_ms <= end:
+            if self.t_ms == start + self.confirm_ms:
+                self._edge(SpeechStarted, self.t_ms, speech_start_media_ns=start * MS,
+                           speech_start_wall_ns=WALL0_NS + start * MS, probability=0.9)
+                if barge_in is not None:
+                    self._edge(PlayoutInterrupted, self.t_ms, turn_id=barge_in[0], played_ms=barge_in[1],
+                               barge_in_media_ns=start * MS)
+            self._frame(self.t_ms >= start + self.confirm_ms, voiced=True)
+        stop = end + self.vad_silence_ms
+        while self.t_ms < stop:  # the edge's hangover: still "speaking", no longer voiced
+            self._frame(True)
+        self._edge(SpeechStopped, stop, speech_start_media_ns=start * MS, speech_end_media_ns=end * MS,
+                   speech_end_wall_ns=WALL0_NS + end * MS)
+        self._progress_until = stop + self.progress_after_ms
+        if text is not None:
+            self.final(start, end, text, at_ms=stop)
+        return self
+
+    def final(self, start_ms: int, end_ms: int, text: str, at_ms: int | None = None) -> Conversation:
+        at = self.t_ms if at_ms is None else at_ms
+        self.events.append(TranscriptFinal(session_id=self.session_id, seq=self._next_seq("asr"), media_ns=at * MS,
+                                           wall_ns=WALL0_NS + (at + self.asr_lag_ms) * MS, text=text,
+                                           start_media_ns=start_ms * MS, end_media_ns=end_ms * MS,
+                                           engine="script"))
+        return self
+
+    def playout_started(self, turn_id: str) -> Conversation:
+        self._edge(PlayoutStarted, self.t_ms, turn_id=turn_id)
+        return self
+
+    def playout_finished(self, turn_id: str, played_ms: int) -> Conversation:
+        self._edge(PlayoutFinished, self.t_ms, turn_id=turn_id, played_ms=played_ms)
+        return self
+
+    def end(self, reason: str = "client_closed") -> Conversation:
+        self._edge(SessionEnded, self.t_ms, reason=reason)
+        return self
+
+
+def _frame_ms(t_ms: int) -> int:
+    return t_ms // FRAME_MS * FRAME_MS

@@ -1,0 +1,257 @@
+"""Turn-taking decisions: pure functions of the state and one event, driven by the media time in events.
+
+``evolve(state, event, ctx)`` gives the next state and ``decide(state, event, ctx)`` the events to publish; both
+are projections of ``step``, which the Faust shell calls once per event. ``ctx.wall_ns`` is the processor's
+clock: it only stamps when a decision was made (a measurement for telemetry), it never makes one, so replaying
+a session's events gives the same decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.base import Event
+from schemas.conversation import (
+    BargeIn,
+    FalseInterruption,
+    TranscriptFinal,
+    TranscriptPartial,
+    TurnCancelled,
+    TurnCommitted,
+    TurnEnded,
+    TurnSpeculative,
+)
+from schemas.edge import (
+    PlayoutFinished,
+    PlayoutInterrupted,
+    PlayoutStarted,
+    SessionEnded,
+    SessionStarted,
+    SpeechStarted,
+    SpeechStopped,
+    VadProgress,
+)
+from schemas.telemetry import Stage, StageStamped
+from streams.turns.policy import Policy
+from streams.turns.state import Final, Interruption, OpenTurn, TurnState
+
+Inbound = (
+    SpeechStarted | SpeechStopped | VadProgress | TranscriptPartial | TranscriptFinal
+    | PlayoutStarted | PlayoutFinished | PlayoutInterrupted | SessionStarted | SessionEnded
+)
+# Each source has its own (media_ns, seq) watermark: an event at or below it was already applied.
+SOURCES: dict[type[Event], str] = {
+    SpeechStarted: "vad", SpeechStopped: "vad", VadProgress: "vad",
+    TranscriptPartial: "asr", TranscriptFinal: "asr",
+    PlayoutStarted: "playout", PlayoutFinished: "playout", PlayoutInterrupted: "playout",
+    SessionStarted: "sessions", SessionEnded: "sessions",
+}
+
+
+VOICED = 0.5  # speech probability of a frame that counts as voiced
+
+
+@dataclass(frozen=True)
+class Context:
+    policy: Policy
+    wall_ns: int  # the processor's clock, for stamps only
+
+
+def initial(session_id: str) -> TurnState:
+    return TurnState(session_id=session_id)
+
+
+def step(state: TurnState, event: Inbound, ctx: Context) -> tuple[TurnState, tuple[Event, ...]]:
+    """The next state and the decisions that one event causes."""
+    source = SOURCES[type(event)]
+    mark = (event.media_ns, event.seq)
+    last = state.seen.get(source)
+    if state.ended or event.session_id != state.session_id or (last is not None and mark <= last):
+        return state, ()  # a redelivered or stray event changes nothing
+    run = _Step(state, ctx)
+    run.set(seen={**state.seen, source: mark}, now_ns=max(state.now_ns, event.media_ns))
+    node_id = getattr(event, "node_id", None)
+    if node_id:
+        run.set(node_id=node_id)
+    run.apply(event)
+    run.advance()
+    return run.s, tuple(run.out)
+
+
+def evolve(state: TurnState, event: Inbound, ctx: Context) -> TurnState:
+    return step(state, event, ctx)[0]
+
+
+def decide(state: TurnState, event: Inbound, ctx: Context) -> tuple[Event, ...]:
+    return step(state, event, ctx)[1]
+
+
+class _Step:
+    """One transition: the working state and the decisions made so far."""
+
+    def __init__(self, state: TurnState, ctx: Context) -> None:
+        self.s = state
+        self.p = ctx.policy
+        self.wall_ns = ctx.wall_ns
+        self.out: list[Event] = []
+
+    def set(self, **changes: Any) -> None:
+        self.s = self.s.model_copy(update=changes)
+
+    def set_turn(self, **changes: Any) -> None:
+        assert self.s.turn is not None
+        self.set(turn=self.s.turn.model_copy(update=changes))
+
+    # -- publishing --
+
+    def emit(self, model: type[Event], turn_id: str, **fields: Any) -> None:
+        s = self.s
+        common: dict[str, Any] = {"session_id": s.session_id, "seq": s.out_seq, "media_ns": s.now_ns,
+                                  "wall_ns": self.wall_ns, "turn_id": turn_id, "node_id": s.node_id}
+        self.out.append(model(**common, **fields))
+        self.set(out_seq=s.out_seq + 1)
+
+    def stamp(self, turn_id: str, stage: Stage, wall_ns: int, media_ns: int) -> None:
+        self.emit(StageStamped, turn_id, stage=stage, stage_wall_ns=wall_ns, stage_media_ns=media_ns,
+                  service="streams")
+
+    # -- what each event changes --
+
+    def apply(self, e: Inbound) -> None:
+        s = self.s
+        if isinstance(e, SpeechStarted):
+            self.set(speaking=True, utterance_start_ns=e.speech_start_media_ns, utterance_confirmed=False)
+        elif isinstance(e, SpeechStopped):
+            self.speech_stopped(e)
+        elif isinstance(e, VadProgress):
+            # A voiced frame this long after the start proves the speech lasted (the edge's "speaking" alone
+            # does not: it stays true through its own hangover after the last voiced frame).
+            if (e.speaking and e.probability >= VOICED and s.speaking and not s.utterance_confirmed
+                    and e.media_ns - s.utterance_start_ns >= self.p.min_speech_ns):
+                self.confirm(s.utterance_start_ns)
+        elif isinstance(e, TranscriptFinal):
+            self.set(finals=(*self.s.finals, Final(start_ns=e.start_media_ns, end_ns=e.end_media_ns,
+                                                   text=e.text.strip(), wall_ns=e.wall_ns)))
+            self.words(e.text, e.end_media_ns)
+        elif isinstance(e, TranscriptPartial):
+            self.words(e.text, e.end_media_ns)
+        elif isinstance(e, PlayoutStarted):
+            self.set(reply=e.turn_id)
+        elif isinstance(e, PlayoutFinished):
+            self.emit(TurnEnded, e.turn_id, outcome="completed")
+            if self.s.reply == e.turn_id:
+                self.set(reply=None)
+        elif isinstance(e, PlayoutInterrupted):
+            self.barge_in(e)
+        elif isinstance(e, SessionEnded):
+            self.session_ended()
+        # SessionStarted only moves the media clock and names the node.
+
+    def speech_stopped(self, e: SpeechStopped) -> None:
+        start, end = e.speech_start_media_ns, e.speech_end_media_ns
+        confirmed = (self.s.speaking and self.s.utterance_confirmed) or end - start >= self.p.min_speech_ns
+        self.set(speaking=False, utterance_start_ns=start)
+        if confirmed:
+            if not self.s.utterance_confirmed or self.s.turn is None:
+                self.confirm(start)
+            self.set_turn(speech_end_ns=end, speech_end_wall_ns=e.speech_end_wall_ns,
+                          vad_end_ns=e.media_ns, vad_end_wall_ns=e.wall_ns)
+        # Shorter speech (a click, a cough) is ignored: an open turn keeps counting from its own speech end.
+        self.set(utterance_confirmed=False)
+
+    def confirm(self, start: int) -> None:
+        """Speech long enough to count: it opens a turn, or resumes the open one (withdrawing a speculative)."""
+        turn = self.s.turn
+        if turn is None:
+            # Finals from before this speech (noise that did not open a turn) are not part of it.
+            kept = tuple(f for f in self.s.finals if f.end_ns > start)
+            self.set(turn=OpenTurn(start_ns=start, utterance_start_ns=start), finals=kept)
+        else:
+            if turn.speculative_ns is not None:
+                self.withdraw()
+            self.set_turn(utterance_start_ns=start, speech_end_ns=None)
+        self.set(utterance_confirmed=True)
+
+    def words(self, text: str, end_ns: int) -> None:
+        """Words heard after a barge-in make it a real interruption."""
+        i = self.s.interruption
+        if i is not None and text.strip() and end_ns > i.at_ns:
+            self.emit(TurnEnded, i.turn_id, outcome="interrupted")
+            self.set(interruption=None)
+
+    def barge_in(self, e: PlayoutInterrupted) -> None:
+        self.emit(BargeIn, e.turn_id, played_ms=e.played_ms)
+        self.emit(TurnCancelled, e.turn_id, reason="barge_in")
+        if self.p.resume_false_interruption:
+            self.set(interruption=Interruption(turn_id=e.turn_id, played_ms=e.played_ms, at_ns=e.barge_in_media_ns))
+        else:
+            self.emit(TurnEnded, e.turn_id, outcome="interrupted")
+        if self.s.reply == e.turn_id:
+            self.set(reply=None)
+
+    def session_ended(self) -> None:
+        s = self.s
+        if s.turn is not None and s.turn.speculative_ns is not None:
+            self.emit(TurnCancelled, s.turn_id(), reason="session_ended")
+            self.emit(TurnEnded, s.turn_id(), outcome="cancelled")
+        if s.reply is not None:
+            self.emit(TurnCancelled, s.reply, reason="session_ended")
+            self.emit(TurnEnded, s.reply, outcome="cancelled")
+        if s.interruption is not None:
+            self.emit(TurnEnded, s.interruption.turn_id, outcome="interrupted")
+        # The state stays (small) so that redelivered events of the session are still recognised.
+        self.set(ended=True, speaking=False, turn=None, finals=(), reply=None, interruption=None)
+
+    # -- what the passing of media time decides --
+
+    def advance(self) -> None:
+        if self.s.ended:
+            return
+        p = self.p
+        self.pause()
+        i = self.s.interruption
+        if (i is not None and self.s.now_ns >= i.at_ns + p.false_interruption_ns
+                and not self.s.speaking and self.s.turn is None):
+            # No words came and nothing the person said is still pending: a cough, a door.
+            self.emit(FalseInterruption, i.turn_id, played_ms=i.played_ms)
+            self.set(interruption=None, reply=i.turn_id)
+
+    def pause(self) -> None:
+        """In a pause after the turn's speech: offer it speculatively, commit it, or drop it if wordless."""
+        s, p, turn = self.s, self.p, self.s.turn
+        if turn is None or s.speaking or turn.speech_end_ns is None:
+            return
+        silence = s.now_ns - turn.speech_end_ns
+        finals = tuple(f for f in s.finals if f.end_ns > turn.start_ns)
+        text = " ".join(f.text for f in finals if f.text)
+        heard = any(f.end_ns > turn.utterance_start_ns for f in finals)  # the latest utterance has its final
+        needed = p.silence_needed(text)
+        if silence >= needed and (heard or silence >= needed + p.asr_wait_ns):
+            rest = tuple(f for f in s.finals if f not in finals)
+            if text:
+                self.commit(turn, finals, text)
+            self.set(turn=None, finals=rest)  # a turn without words (noise the VAD took for speech) is dropped
+        elif heard and turn.speculative_ns is None and silence >= p.speculative_ns and p.speculates(text):
+            self.emit(TurnSpeculative, s.turn_id(), text=text, speech_end_media_ns=turn.speech_end_ns)
+            self.set_turn(speculative_ns=s.now_ns, speculative_wall_ns=self.wall_ns)
+
+    def commit(self, turn: OpenTurn, finals: tuple[Final, ...], text: str) -> None:
+        turn_id = self.s.turn_id()
+        assert turn.speech_end_ns is not None
+        self.emit(TurnCommitted, turn_id, text=text, speech_end_media_ns=turn.speech_end_ns)
+        self.stamp(turn_id, "speech_end", turn.speech_end_wall_ns, turn.speech_end_ns)
+        self.stamp(turn_id, "vad_end", turn.vad_end_wall_ns, turn.vad_end_ns)
+        self.stamp(turn_id, "asr_final", finals[-1].wall_ns, finals[-1].end_ns)
+        if turn.speculative_ns is not None:
+            self.stamp(turn_id, "turn_speculative", turn.speculative_wall_ns, turn.speculative_ns)
+        self.stamp(turn_id, "turn_committed", self.wall_ns, self.s.now_ns)
+        self.set(turn_no=self.s.turn_no + 1, reply=turn_id)
+
+    def withdraw(self) -> None:
+        """The person resumed after a speculative turn: cancel it; the turn goes on under the next id."""
+        turn_id = self.s.turn_id()
+        self.emit(TurnCancelled, turn_id, reason="withdrawn")
+        self.emit(TurnEnded, turn_id, outcome="cancelled")
+        self.set(turn_no=self.s.turn_no + 1)
+        self.set_turn(speculative_ns=None, speculative_wall_ns=0)

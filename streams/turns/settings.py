@@ -1,0 +1,56 @@
+"""The turn processor's settings (environment variables VOICEBUS_TURN_*)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from voicebus.settings import CommonSettings
+
+# Words after which a sentence rarely ends: a pause here is more likely a hesitation than the end of a turn.
+DEFAULT_CONTINUATION_WORDS = (
+    "and,but,or,so,because,then,if,that,which,who,the,a,an,of,to,for,with,in,on,at,from,my,your,our,their,"
+    "his,her,its,is,are,was,were,am,i,um,uh,er,erm,hmm,like"
+)
+
+
+class TurnSettings(CommonSettings):
+    turn_app_id: str = Field(
+        "voicebus-turns",
+        description="Faust app id of the turn processor (its consumer group), prefixed by the topic prefix.",
+    )
+    turn_silence_ms: int = Field(
+        500, ge=0, description="Silence after speech that ends a turn when the transcript gives no signal."
+    )
+    turn_complete_silence_ms: int = Field(
+        300, ge=0, description="Silence that ends a turn whose text ends a sentence (. ! ?)."
+    )
+    turn_incomplete_silence_ms: int = Field(
+        1200, ge=0, description="Silence that ends a turn whose text ends in a continuation word."
+    )
+    turn_max_silence_ms: int = Field(
+        1500, ge=0, description="Hard cap on the silence any turn waits for, whatever its text."
+    )
+    turn_speculative_ms: int = Field(
+        200, ge=0, description="Pause after which a turn with text is offered speculatively to the responder."
+    )
+    turn_asr_wait_ms: int = Field(
+        300, ge=0, description="How much longer than its threshold a turn waits for the final transcript."
+    )
+    turn_min_speech_ms: int = Field(
+        150, ge=0, description="Speech shorter than this neither opens a turn nor resumes one."
+    )
+    turn_false_interruption_ms: int = Field(
+        1000, ge=0, description="A barge-in with no transcribed words this long after it is a false interruption."
+    )
+    turn_resume_false_interruption: bool = Field(
+        True, description="Report false interruptions so the interrupted reply may resume."
+    )
+    turn_continuation_words: str = Field(
+        DEFAULT_CONTINUATION_WORDS, description="Comma-separated words after which a turn waits longer."
+    )
+    turn_commit_interval_s: float = Field(
+        1.0, gt=0, description="How often the processor commits its consumer offsets (seconds)."
+    )
+
+    def app_id(self) -> str:
+        return f"{self.topic_prefix}{self.turn_app_id}"

@@ -1,0 +1,66 @@
+"""The per-session turn state: a frozen record that the Faust table stores as JSON."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Final(_Frozen):
+    """A final transcript not yet part of a committed turn."""
+
+    start_ns: int
+    end_ns: int
+    text: str
+    wall_ns: int
+
+
+class OpenTurn(_Frozen):
+    """The person's turn in progress: speech confirmed (at least the minimum duration), not yet committed."""
+
+    start_ns: int  # media start of the turn's first utterance
+    utterance_start_ns: int  # media start of its latest utterance
+    speech_end_ns: int | None = None  # end of the latest utterance; None while it goes on
+    speech_end_wall_ns: int = 0
+    vad_end_ns: int = 0  # media time of the SpeechStopped decision
+    vad_end_wall_ns: int = 0
+    speculative_ns: int | None = None  # media time the current turn id was offered speculatively
+    speculative_wall_ns: int = 0
+
+
+class Interruption(_Frozen):
+    """A barge-in waiting for words: without them it is a false interruption."""
+
+    turn_id: str
+    played_ms: int
+    at_ns: int
+
+
+class TurnState(_Frozen):
+    session_id: str
+    node_id: str = "unknown"
+    turn_no: int = 1  # ordinal of the next turn id, f"{session_id}-{turn_no}"
+    out_seq: int = 0  # seq of the next event this processor publishes for the session
+    seen: dict[str, tuple[int, int]] = {}  # source -> (media_ns, seq) of the last event applied
+    now_ns: int = 0  # the session's media clock as far as events have carried it
+    speaking: bool = False
+    utterance_start_ns: int = 0  # start of the utterance going on (valid while speaking)
+    utterance_confirmed: bool = False  # it lasted at least the minimum duration
+    turn: OpenTurn | None = None
+    finals: tuple[Final, ...] = ()
+    reply: str | None = None  # committed turn whose reply is in flight or playing
+    interruption: Interruption | None = None
+    ended: bool = False
+
+    def turn_id(self) -> str:
+        return f"{self.session_id}-{self.turn_no}"
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> TurnState:
+        return cls.model_validate_json(data)

@@ -1,0 +1,240 @@
+"""Table tests of the pure turn-taking core: every transition, driven by scripted edge and ASR events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+
+from bench.endpointing_events import MS, WALL0_NS, Conversation
+from schemas.base import Event
+from schemas.conversation import TurnCommitted
+from schemas.telemetry import StageStamped
+from schemas.topics import PLAYOUT, SESSIONS, TRANSCRIPTS, TURNS, VAD
+from streams.turns.core import SOURCES, Context, Inbound, initial, step
+from streams.turns.policy import Policy
+from streams.turns.state import TurnState
+
+SID = "0123456789abcdef0123456789abcdef"
+WALL = 42  # the processor's clock in these tests: fixed, so decisions compare exactly
+DEFAULT = Policy()
+
+
+def run(events: Iterable[Event], policy: Policy = DEFAULT, state: TurnState | None = None,
+        roundtrip: bool = False) -> tuple[TurnState, list[Event]]:
+    """Fold the events through the core; ``roundtrip`` stores the state as JSON between events, as the table does."""
+    state = state or initial(SID)
+    out: list[Event] = []
+    for event in events:
+        assert isinstance(event, Inbound)  # type: ignore[arg-type]
+        state, decisions = step(state, event, Context(policy, WALL))
+        out.extend(decisions)
+        if roundtrip:
+            state = TurnState.from_json(state.to_json())
+    return state, out
+
+
+def turns(decisions: list[Event]) -> list[tuple[Any, ...]]:
+    """The voice.turns decisions in a compact form (telemetry stamps left out)."""
+    rows: list[tuple[Any, ...]] = []
+    for d in decisions:
+        if isinstance(d, StageStamped):
+            continue
+        extra = {"turn_speculative": "text", "turn_committed": "text", "turn_cancelled": "reason",
+                 "barge_in": "played_ms", "false_interruption": "played_ms", "turn_ended": "outcome"}[d.type]
+        rows.append((d.type, d.turn_id.removeprefix(SID + "-"), getattr(d, extra)))
+    return rows
+
+
+def committed_at_ms(decisions: list[Event]) -> list[int]:
+    """Silence (ms) between each committed turn's speech end and the media time of the commit."""
+    return [(d.media_ns - d.speech_end_media_ns) // MS for d in decisions if isinstance(d, TurnCommitted)]
+
+
+def conv() -> Conversation:
+    return Conversation(SID)
+
+
+CASES: dict[str, tuple[Callable[[], Conversation], Policy, list[tuple[Any, ...]]]] = {
+    "one turn: speculative at the pause, committed at the threshold": (
+        lambda: conv().say(500, 1500, "hello there").wait(2600), DEFAULT,
+        [("turn_speculative", "1", "hello there"), ("turn_committed", "1", "hello there")],
+    ),
+    "resume after a short pause that ends in a continuation word: one turn, no speculation": (
+        lambda: conv().say(500, 1500, "i want to").say(1900, 2600, "go home").wait(3700), DEFAULT,
+        [("turn_speculative", "1", "i want to go home"), ("turn_committed", "1", "i want to go home")],
+    ),
+    "speculative then withdrawn when the person resumes; the turn goes on under the next id": (
+        lambda: conv().say(500, 1500, "hello there").say(1900, 2600, "how are you").wait(3700), DEFAULT,
+        [("turn_speculative", "1", "hello there"), ("turn_cancelled", "1", "withdrawn"),
+         ("turn_ended", "1", "cancelled"), ("turn_speculative", "2", "hello there how are you"),
+         ("turn_committed", "2", "hello there how are you")],
+    ),
+    "continuation word: an 800 ms pause does not end the turn": (
+        lambda: conv().say(500, 1500, "i would like the").say(2300, 2900, "blue one").wait(4000), DEFAULT,
+        [("turn_speculative", "1", "i would like the blue one"),
+         ("turn_committed", "1", "i would like the blue one")],
+    ),
+    "continuation word alone: committed after the longer threshold": (
+        lambda: conv().say(500, 1500, "i would like the").wait(3500), DEFAULT,
+        [("turn_committed", "1", "i would like the")],
+    ),
+    "short speech below the minimum opens no turn": (
+        lambda: conv().say(500, 580, "uh").wait(2000), DEFAULT, [],
+    ),
+    "short noise in a pause neither withdraws the speculative nor delays the commit": (
+        lambda: conv().say(500, 1500, "hello there").say(1800, 1880, None).wait(2600), DEFAULT,
+        [("turn_speculative", "1", "hello there"), ("turn_committed", "1", "hello there")],
+    ),
+    "speech with no words (the ASR heard nothing) is dropped": (
+        lambda: conv().say(500, 1500, "").wait(3000), DEFAULT, [],
+    ),
+    "final transcript never comes: committed with the text it has after the ASR wait": (
+        lambda: conv().say(500, 1500, "i want to").say(1800, 2400, None).wait(4000), DEFAULT,
+        [("turn_committed", "1", "i want to")],
+    ),
+    "speculation off (threshold at the speculative pause)": (
+        lambda: conv().say(500, 1500, "hello there").wait(2600),
+        Policy(speculative_ns=10_000 * MS),
+        [("turn_committed", "1", "hello there")],
+    ),
+    "barge-in during a reply: cancel it, keep what was played; the words make it a real interruption": (
+        lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
+                 .say(3000, 3800, "stop please", barge_in=(f"{SID}-1", 740)).wait(4500)), DEFAULT,
+        [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
+         ("barge_in", "1", 740), ("turn_cancelled", "1", "barge_in"), ("turn_ended", "1", "interrupted"),
+         ("turn_speculative", "2", "stop please"), ("turn_committed", "2", "stop please")],
+    ),
+    "false interruption: a cough with no words, the reply may resume": (
+        lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
+                 .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(4500)), DEFAULT,
+        [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
+         ("barge_in", "1", 740), ("turn_cancelled", "1", "barge_in"), ("false_interruption", "1", 740)],
+    ),
+    "false interruptions off: the barge-in stands": (
+        lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
+                 .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(4500)),
+        Policy(resume_false_interruption=False),
+        [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
+         ("barge_in", "1", 740), ("turn_cancelled", "1", "barge_in"), ("turn_ended", "1", "interrupted")],
+    ),
+    "reply played to the end": (
+        lambda: (conv().say(500, 1500, "hi").wait(2200).playout_started(f"{SID}-1").wait(4000)
+                 .playout_finished(f"{SID}-1", 1800)), DEFAULT,
+        [("turn_speculative", "1", "hi"), ("turn_committed", "1", "hi"), ("turn_ended", "1", "completed")],
+    ),
+    "session ends during a speculative turn": (
+        lambda: conv().say(500, 1500, "hello there").wait(1800).end().wait(3000), DEFAULT,
+        [("turn_speculative", "1", "hello there"), ("turn_cancelled", "1", "session_ended"),
+         ("turn_ended", "1", "cancelled")],
+    ),
+    "two turns get consecutive ids": (
+        lambda: conv().say(500, 1500, "hello").wait(2500).say(4000, 5000, "goodbye").wait(6000), DEFAULT,
+        [("turn_speculative", "1", "hello"), ("turn_committed", "1", "hello"),
+         ("turn_speculative", "2", "goodbye"), ("turn_committed", "2", "goodbye")],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_transitions(name: str) -> None:
+    script, policy, expected = CASES[name]
+    _, decisions = run(script().events, policy)
+    assert turns(decisions) == expected
+
+
+@pytest.mark.parametrize(("text", "silence_ms"), [
+    ("hello there", 500),  # neutral: the base threshold
+    ("what time is it?", 300),  # sentence end: sooner
+    ("I'm done.", 300),
+    ("i would like the", 1200),  # continuation word: longer
+    ("so um", 1200),
+])
+def test_threshold_follows_the_text(text: str, silence_ms: int) -> None:
+    _, decisions = run(conv().say(500, 1500, text).wait(4000).events)
+    assert committed_at_ms(decisions) == [silence_ms]
+
+
+def test_hard_cap_bounds_every_threshold() -> None:
+    policy = Policy(incomplete_silence_ns=3000 * MS, max_silence_ns=900 * MS)
+    _, decisions = run(conv().say(500, 1500, "and then the").wait(5000).events, policy)
+    assert committed_at_ms(decisions) == [900]
+
+
+def test_commit_waits_for_a_late_final_transcript() -> None:
+    c = conv().say(500, 1500, None).wait(2200)
+    c.final(500, 1500, "late words")  # after the 500 ms threshold, within the ASR wait
+    _, decisions = run(c.wait(3000).events)
+    assert turns(decisions) == [("turn_committed", "1", "late words")]
+    assert committed_at_ms(decisions) == [700]  # when the final came: 2200 ms media, speech ended at 1500
+
+
+def test_final_before_its_speech_stopped_still_counts() -> None:
+    """Topics are consumed independently: the ASR's final may be applied before the VAD's SpeechStopped."""
+    events = conv().say(500, 1500, "hello").wait(2600).events
+    stop = next(i for i, e in enumerate(events) if e.type == "speech_stopped")
+    final = next(i for i, e in enumerate(events) if e.type == "transcript_final")
+    events.insert(stop, events.pop(final))
+    _, decisions = run(events)
+    assert turns(decisions)[-1] == ("turn_committed", "1", "hello")
+
+
+def test_commit_stamps_the_turn_timeline() -> None:
+    _, decisions = run(conv().say(500, 1500, "hello there").wait(2600).events)
+    stamps = {d.stage: d for d in decisions if isinstance(d, StageStamped)}
+    assert list(stamps) == ["speech_end", "vad_end", "asr_final", "turn_speculative", "turn_committed"]
+    assert {d.turn_id for d in stamps.values()} == {f"{SID}-1"}
+    assert stamps["speech_end"].stage_wall_ns == WALL0_NS + 1500 * MS
+    assert stamps["vad_end"].stage_wall_ns == WALL0_NS + 1740 * MS  # the edge's 240 ms hangover
+    assert stamps["asr_final"].stage_wall_ns == WALL0_NS + 1745 * MS
+    assert stamps["turn_committed"].stage_wall_ns == WALL  # the processor's own clock
+    assert stamps["turn_committed"].stage_media_ns == 2000 * MS
+
+
+def test_withdrawn_turn_gets_no_timeline_stamps() -> None:
+    _, decisions = run(conv().say(500, 1500, "hello there").say(1900, 2600, "how are you").wait(3700).events)
+    assert {d.turn_id for d in decisions if isinstance(d, StageStamped)} == {f"{SID}-2"}
+
+
+def test_duplicate_events_change_nothing() -> None:
+    events = conv().say(500, 1500, "i want to").say(1900, 2600, "go home").wait(3700).events
+    once_state, once = run(events)
+    doubled = [e for event in events for e in (event, event)]
+    assert run(doubled) == (once_state, once)
+    # Redelivery of the whole log after it was applied (a restart before the offsets were committed).
+    again_state, again = run(events, state=once_state)
+    assert (again_state, again) == (once_state, [])
+
+
+def test_redelivery_from_an_earlier_offset_commits_each_turn_once() -> None:
+    events = conv().say(500, 1500, "hello").wait(2500).say(4000, 5000, "goodbye").wait(6000).events
+    cut = len(events) * 2 // 3
+    mid_state, first = run(events[:cut], roundtrip=True)
+    _, rest = run(events[cut // 2:], state=mid_state, roundtrip=True)  # overlap, as at-least-once delivers
+    committed = [d.turn_id for d in first + rest if d.type == "turn_committed"]
+    assert committed == [f"{SID}-1", f"{SID}-2"]
+    assert [d.seq for d in first + rest] == list(range(len(first + rest)))  # outputs numbered once
+
+
+def test_replaying_a_recorded_log_gives_the_same_decisions() -> None:
+    """The log as it would be recorded from the topics (bytes through the codecs), replayed twice."""
+    codecs = {"vad": VAD.codec, "asr": TRANSCRIPTS.codec, "playout": PLAYOUT.codec, "sessions": SESSIONS.codec}
+    script = (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
+              .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(4500).say(5000, 5400, "and then")
+              .say(5800, 6600, "what happened?").wait(8000).end())
+    log = [(SOURCES[type(e)], codecs[SOURCES[type(e)]].encode(e)) for e in script.events]
+    replays = [run((codecs[src].decode(raw) for src, raw in log), roundtrip=True)[1] for _ in range(2)]
+    assert replays[0] == replays[1]
+    assert [TURNS.codec.decode(TURNS.codec.encode(d)) for d in replays[0] if d.type != "stage_stamped"] == [
+        d for d in replays[0] if d.type != "stage_stamped"]
+    assert turns(replays[0])[-1] == ("turn_ended", "2", "cancelled")  # the session ended before its reply
+
+
+def test_policy_from_settings() -> None:
+    from streams.turns.settings import TurnSettings
+
+    policy = Policy.from_settings(TurnSettings(turn_silence_ms=400, turn_continuation_words="and, Well"))
+    assert policy.silence_ns == 400 * MS
+    assert policy.ending("oh well") == "incomplete" and policy.ending("the") == "neutral"
+    assert Policy.from_settings(TurnSettings()) == Policy()
