@@ -30,6 +30,8 @@ from ingest.engines.vad import VadStream
 from ingest.jitter import TS_MOD, AdaptiveJitterBuffer, Slot, unwrap
 from ingest.speech import Decision, Segmenter
 
+STALL_NS = 5_000_000  # a deadline timer this late means the event loop, not the network, held the packet
+
 
 @dataclass(frozen=True)
 class ProcessedFrame:
@@ -37,6 +39,7 @@ class ProcessedFrame:
     media_ns: int
     capture_ns: int
     arrival_ns: int  # when the newest packet that went into this frame arrived
+    raw: np.ndarray  # as received
     pcm: np.ndarray  # after echo cancellation and noise suppression
     probability: float
     voiced: bool
@@ -59,6 +62,7 @@ class Inbound:
         self._ts_ref: int | None = None  # last extended RTP timestamp, to unwrap sender reports against
         self._last_arrival = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._grace = False
         self._closed = False
         self.frames = 0
         self.concealed = 0
@@ -84,10 +88,20 @@ class Inbound:
         if self._timer:
             self._timer.cancel()
 
-    def _poll(self) -> None:
+    def _poll(self, deadline_ns: int) -> None:
         self._timer = None
-        if not self._closed:
-            self._deliver(self.buffer.poll(time.time_ns()))
+        if self._closed:
+            return
+        now = time.time_ns()
+        if now - deadline_ns > STALL_NS and not self._grace:
+            # Our own loop was busy past the deadline: the packet may be waiting in the socket, not lost.
+            # Let the loop read it before giving up on it.
+            self._grace = True
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(loop.time() + STALL_NS / 1e9, self._poll, deadline_ns)
+            return
+        self._grace = False
+        self._deliver(self.buffer.poll(now))
 
     def _deliver(self, slots: list[Slot]) -> None:
         for slot in slots:
@@ -104,7 +118,7 @@ class Inbound:
             self._timer = None
         if deadline is not None:
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_at(loop.time() + max(0, deadline - time.time_ns()) / 1e9, self._poll)
+            self._timer = loop.call_at(loop.time() + max(0, deadline - time.time_ns()) / 1e9, self._poll, deadline)
 
     def _process(self, raw: RawFrame) -> None:
         assert self._first_ts is not None
@@ -119,6 +133,6 @@ class Inbound:
         decisions = self._segmenter.push(media_ns, capture_ns, probability)
         self.frames += 1
         self.concealed += raw.concealed
-        self._sink(ProcessedFrame(raw.index, media_ns, capture_ns, self._last_arrival, pcm, probability,
+        self._sink(ProcessedFrame(raw.index, media_ns, capture_ns, self._last_arrival, raw.pcm, pcm, probability,
                                   self._segmenter.speaking or probability >= self._segmenter.params.threshold,
                                   raw.concealed), decisions)

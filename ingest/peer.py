@@ -16,6 +16,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ingest.engines import build_audio_processing
 from ingest.engines.vad import VadEngine
+from ingest.echo_guard import EchoGuard
 from ingest.inbound import Inbound, ProcessedFrame
 from ingest.metrics import Metrics
 from ingest.playout import PlayoutTrack
@@ -64,13 +65,26 @@ class EdgeSession:
                            min_silence_ms=settings.vad_min_silence_ms)
         self.inbound = Inbound(vad.stream(), Segmenter(params), self._on_frame, echo, ns,
                                settings.jitter_max_wait_ms)
-        self.playout = PlayoutTrack(self, echo.far_end if echo else None, settings.opus_bitrate,
+        self._guard = EchoGuard() if echo else None
+        self._echo_speech = False  # the current "speech" is the agent's own voice: not published
+        self.playout = PlayoutTrack(self, self._far_end(echo), settings.opus_bitrate,
                                     on_sent=self._frame_sent)
         servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
                    for s in settings.ice_servers]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
         self._audio_tracks = 0
         self.started = False
+
+    def _far_end(self, echo: Any) -> Callable[[np.ndarray], None] | None:
+        if echo is None or self._guard is None:
+            return None
+        guard = self._guard
+
+        def reference(pcm: np.ndarray) -> None:
+            echo.far_end(pcm)
+            guard.far(pcm)
+
+        return reference
 
     # -- signaling --
 
@@ -152,9 +166,20 @@ class EdgeSession:
         audio = AudioFrame(self.id, frame.index, frame.capture_ns, frame.media_ns, 16000, frame.pcm.tobytes(), flags)
         if not self._publisher.audio(audio):
             self.frames_dropped += 1
+        if self._guard is not None:
+            self._guard.near(frame.raw)
         for decision in decisions:
             if isinstance(decision, SpeechStart):
+                if self.playout.playing and self._guard is not None and self._guard.is_echo():
+                    self._echo_speech = True  # the reply coming back before AEC3 has converged
+                    log.info("speech start ignored: it is the reply's echo", extra={"session_id": self.id})
+                    continue
                 self._speech_started(decision)
+            elif self._echo_speech:
+                if isinstance(decision, SpeechStop):
+                    self._echo_speech = False
+                else:
+                    self._event("voice.vad", VadProgress, media=frame.media_ns, speaking=False, probability=0.0)
             elif isinstance(decision, SpeechStop):
                 self._last_speech_end_wall = decision.end_wall_ns
                 self._event("voice.vad", SpeechStopped, media=frame.media_ns, speech_start_media_ns=decision.start_media_ns,

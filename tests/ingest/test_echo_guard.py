@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import numpy as np
+
+from ingest.echo_guard import EchoGuard
+from tests.ingest.conftest import SPEECH, read_wav
+
+
+def feed(guard: EchoGuard, far: np.ndarray, near: np.ndarray) -> None:
+    for i in range(len(far) // 320):
+        guard.far(far[i * 320:(i + 1) * 320])
+        guard.near(near[i * 320:(i + 1) * 320])
+
+
+def test_delayed_attenuated_reply_is_echo_and_another_voice_is_not() -> None:
+    jfk = read_wav(SPEECH / "misc" / "jfk.wav")[:16000 * 3]
+    person = read_wav(next((SPEECH / "librivox").glob("*0880.wav")))[16000:16000 * 4]
+    echo_guard, person_guard = EchoGuard(), EchoGuard()
+    feed(echo_guard, jfk, np.concatenate([np.zeros(3200, np.int16), (jfk * 0.3).astype(np.int16)])[:len(jfk)])
+    feed(person_guard, jfk, person[:len(jfk)])
+    assert echo_guard.is_echo() and echo_guard.similarity() > 0.9
+    assert not person_guard.is_echo()
