@@ -117,11 +117,27 @@ def distribution_sql(params: Mapping[str, Any]) -> str:
     return f"SELECT count(), {cols}, {medians} FROM turn_latency WHERE {_window(params)}"
 
 
+def session_turns_sql(params: Mapping[str, Any]) -> str:
+    """Every turn of the given sessions with its latencies and waterfall (what `voicebus simulate` reads back)."""
+    ids = params.get("session_ids")
+    if (not isinstance(ids, list) or not 1 <= len(ids) <= MAX_ROWS
+            or not all(isinstance(i, str) and len(i) == 32 and set(i) <= set("0123456789abcdef") for i in ids)):
+        raise QueryError("session_ids must be a list of 1 to 10000 session ids (32 lowercase hex characters)")
+    offsets = ", ".join(f"{stage}_offset_ms" for stage in WATERFALL)
+    quoted = ", ".join(f"'{i}'" for i in ids)
+    return (
+        f"SELECT turn_id, session_id, toString(turn_time) AS turn_time, outcome, {', '.join(LATENCIES)}, "
+        f"asr_ms, llm_ms, tts_ms, {offsets} FROM turn_latency "
+        f"WHERE session_id IN ({quoted}) ORDER BY turn_time, turn_id"
+    )
+
+
 QUERIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "latency": latency_sql,
     "slowest": slowest_sql,
     "taking": taking_sql,
     "distribution": distribution_sql,
+    "session_turns": session_turns_sql,
 }
 
 
