@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from bench.kafka_floor import measure_hop
-from bench.simulate import DEFAULT_AUDIO, Script, converse
+from bench.simulate import DEFAULT_AUDIO, SERVER_COLUMNS, Script, converse, server_turns
 from voicebus.settings import CommonSettings
 
 # Kafka hops on the path from the end of speech to the first reply audio: edge -> voice.vad -> turn processor,
@@ -34,10 +34,30 @@ async def run_level(url: str, sessions: int, turns: int) -> dict[str, Any]:
                                    return_exceptions=True)
     turns_out = [t for r in results if not isinstance(r, BaseException) for t in r]
     v2v = [t.client_v2v_ms for t in turns_out if t.client_v2v_ms is not None]
+    rows = await server_turns(sorted({t.session_id for t in turns_out}), len(turns_out), 30.0) if turns_out else []
+    server: dict[str, float | None] = {}
+    for column in SERVER_COLUMNS:
+        values = [r[column] for r in rows if r[column] is not None]
+        for q in (50, 95, 99):
+            server[f"{column.removesuffix('_ms')}_ms_p{q}"] = pct(values, q)
     return {"sessions": sessions, "turns": len(turns_out), "answered": len(v2v),
             "failed_sessions": sum(isinstance(r, BaseException) for r in results),
-            "client_v2v_ms_p50": pct(v2v, 50), "client_v2v_ms_p99": pct(v2v, 99),
-            "session_ids": sorted({t.session_id for t in turns_out})}
+            "client_v2v_ms_p50": pct(v2v, 50), "client_v2v_ms_p99": pct(v2v, 99), "server": server,
+            "playout_lateness_ms": await playout_lateness(url)}
+
+
+async def playout_lateness(url: str) -> dict[str, float]:
+    """The edge's playout lateness histogram (send time minus the 20 ms grid), as bucket -> cumulative count."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("voicebus_ingest_playout_lateness_ms_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            out[le] = float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -46,16 +66,17 @@ def markdown(report: dict[str, Any]) -> str:
         f"Kafka floor (one hop, p50/p99): {floor['p50_ms']:.2f} / {floor['p99_ms']:.2f} ms; "
         f"x{CRITICAL_PATH_HOPS} hops = {floor['p50_ms'] * CRITICAL_PATH_HOPS:.2f} ms",
         "",
-        "| sessions | turns answered | client v2v p50 ms | client v2v p99 ms | overhead p50 ms | overhead p99 ms "
-        "| overhead / floor x hops |",
-        "|---|---|---|---|---|---|---|",
+        "| sessions | turns answered | v2v p50 ms | v2v p99 ms | endpointing p50 ms | model p50 ms "
+        "| overhead p50 ms | overhead p99 ms | barge-in reaction p95 ms | overhead p50 / (floor p50 x hops) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lvl in report["levels"]:
         srv = lvl.get("server", {})
-        ratio = (srv.get("platform_overhead_ms_p50") or 0) / max(1e-9, floor["p50_ms"] * CRITICAL_PATH_HOPS)
-        cells = [lvl["sessions"], f"{lvl['answered']}/{lvl['turns']}", lvl["client_v2v_ms_p50"],
-                 lvl["client_v2v_ms_p99"], srv.get("platform_overhead_ms_p50"), srv.get("platform_overhead_ms_p99"),
-                 round(ratio, 2) if srv else None]
+        overhead = srv.get("platform_overhead_ms_p50")
+        ratio = None if overhead is None else overhead / max(1e-9, floor["p50_ms"] * CRITICAL_PATH_HOPS)
+        cells = [lvl["sessions"], f"{lvl['answered']}/{lvl['turns']}", srv.get("voice_to_voice_ms_p50"),
+                 srv.get("voice_to_voice_ms_p99"), srv.get("endpointing_ms_p50"), srv.get("model_ms_p50"),
+                 overhead, srv.get("platform_overhead_ms_p99"), srv.get("barge_in_reaction_ms_p95"), ratio]
         lines.append("| " + " | ".join("-" if c is None else (f"{c:.1f}" if isinstance(c, float) else str(c))
                                        for c in cells) + " |")
     return "\n".join(lines)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from bench.edge_client import Clip, EdgeClient, read_wav
 from ingest.ice import use_host_addresses
@@ -103,18 +105,38 @@ async def converse(url: str, token: str, script: Script, index: int, progress) -
     return turns
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
+SERVER_COLUMNS = ("endpointing_ms", "voice_to_voice_ms", "model_ms", "platform_overhead_ms", "barge_in_reaction_ms")
 
 
-def summarize(turns: list[ClientTurn]) -> dict[str, object]:
-    v2v = [t.client_v2v_ms for t in turns if t.client_v2v_ms is not None]
-    return {
-        "turns": len(turns),
-        "answered": len(v2v),
-        "client_v2v_ms_p50": _median(v2v),
-        "client_v2v_ms_max": max(v2v) if v2v else None,
-    }
+async def server_turns(session_ids: list[str], expected: int, timeout_s: float) -> list[dict[str, Any]]:
+    """Each turn's latency breakdown from ClickHouse (through the telemetry sink when it runs)."""
+    from streams.telemetry.backend import open_backend
+    from streams.telemetry.settings import TelemetrySettings
+
+    backend = open_backend(TelemetrySettings())
+    rows: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                result = await asyncio.to_thread(backend.run, "session_turns", {"session_ids": session_ids})
+                rows = result.records()
+                if sum(r["voice_to_voice_ms"] is not None for r in rows) >= expected:
+                    break
+                await asyncio.sleep(0.5)  # the sink writes in batches
+    except TimeoutError:
+        pass
+    return rows
+
+
+def summarize(turns: list[ClientTurn], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"turns": len(turns), "answered": sum(t.reply_onset is not None for t in turns),
+                           "turns_in_clickhouse": len(rows)}
+    client = [t.client_v2v_ms for t in turns if t.client_v2v_ms is not None]
+    series = {"client_v2v_ms": client, **{c: [r[c] for r in rows if r[c] is not None] for c in SERVER_COLUMNS}}
+    for name, values in series.items():
+        out[f"{name}_p50"] = round(float(np.percentile(values, 50)), 1) if values else None
+        out[f"{name}_p95"] = round(float(np.percentile(values, 95)), 1) if values else None
+    return out
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -135,18 +157,40 @@ async def run(args: argparse.Namespace) -> int:
                                      for i in range(args.sessions)), return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     turns = [t for r in results if not isinstance(r, BaseException) for t in r]
+    print("reading the turns back from ClickHouse ...", file=sys.stderr, flush=True)
+    rows = await server_turns(sorted({t.session_id for t in turns}), len(turns), args.telemetry_timeout) \
+        if turns else []
     report = {"sessions": args.sessions, "seconds": round(time.monotonic() - t0, 1),
-              "failed_sessions": [repr(f) for f in failures], "summary": summarize(turns),
-              "turns": [asdict(t) | {"client_v2v_ms": t.client_v2v_ms} for t in turns]}
+              "failed_sessions": [repr(f) for f in failures], "summary": summarize(turns, rows),
+              "client_turns": [asdict(t) | {"client_v2v_ms": t.client_v2v_ms} for t in turns],
+              "server_turns": rows}
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2, default=str))
     else:
-        print(f"{'session':10} {'turn':>4} {'audio':16} {'client v2v ms':>14} {'barge-in':>8}")
-        for t in turns:
-            v2v = f"{t.client_v2v_ms:.0f}" if t.client_v2v_ms is not None else "-"
-            print(f"{t.session_id[:8]:10} {t.index:>4} {t.audio[:16]:16} {v2v:>14} {'yes' if t.barged_in else '':>8}")
-        print(json.dumps(report["summary"]))
+        print(render_table(turns, rows))
+        print()
+        print("summary (ms): " + ", ".join(f"{k} {v}" for k, v in report["summary"].items()))
     return 1 if failures or not turns else 0
+
+
+def render_table(turns: list[ClientTurn], rows: list[dict[str, Any]]) -> str:
+    heads = ("session", "turn", "audio", "client v2v", "v2v", "endpointing", "model", "overhead", "barge-in")
+    lines = [" ".join(f"{h:>11}" for h in heads)]
+    by_session: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_session.setdefault(row["session_id"], []).append(row)
+
+    def ms(value: Any) -> str:
+        return "-" if value is None else f"{value:.0f}"
+
+    for t in turns:
+        server = by_session.get(t.session_id, [])
+        row = server[t.index] if t.index < len(server) else {}
+        cells = (t.session_id[:8], t.index, t.audio[:11], ms(t.client_v2v_ms), ms(row.get("voice_to_voice_ms")),
+                 ms(row.get("endpointing_ms")), ms(row.get("model_ms")), ms(row.get("platform_overhead_ms")),
+                 ms(row.get("barge_in_reaction_ms")))
+        lines.append(" ".join(f"{c!s:>11}" for c in cells))
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
@@ -160,5 +204,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8080")
     parser.add_argument("--token", default="")
     parser.add_argument("--ice-host", default="", help="gather ICE candidates on this address only (e.g. 127.0.0.1)")
+    parser.add_argument("--telemetry-timeout", type=float, default=20.0,
+                        help="seconds to wait for the turns to land in ClickHouse")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return asyncio.run(run(parser.parse_args(argv)))

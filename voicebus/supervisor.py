@@ -62,11 +62,12 @@ async def _stop(children: list[Child], timeout: float) -> None:
                 await proc.wait()
 
 
-async def supervise(settings: UpSettings, stop: asyncio.Event) -> int:
-    children = [Child(name) for name in settings.up_services.split(",") if name.strip()]
+async def supervise(settings: UpSettings, stop: asyncio.Event, children: list[Child] | None = None) -> int:
+    """Run the services until ``stop`` is set; ``children`` (if given) is filled in for the caller to watch."""
+    children = [] if children is None else children
+    children[:] = [Child(name.strip()) for name in settings.up_services.split(",") if name.strip()]
     for child in children:
         await _spawn(child)
-    code = 0
     try:
         while not stop.is_set():
             waits = {asyncio.ensure_future(c.proc.wait()): c for c in children if c.proc}
@@ -93,7 +94,7 @@ async def supervise(settings: UpSettings, stop: asyncio.Event) -> int:
                 await _spawn(child)
     finally:
         await _stop(children, settings.up_stop_timeout_s)
-    return code
+    return 0
 
 
 def main(argv: list[str]) -> int:
