@@ -67,6 +67,8 @@ class Metrics:
         self.publish_errors = Counter("voicebus_ingest_publish_errors_total", "Kafka sends that failed.")
         self.barge_ins = Counter("voicebus_ingest_barge_ins_total", "Replies stopped because the person spoke.")
         self.publish_latency = Histogram("voicebus_ingest_publish_latency_ms", "Enqueue to Kafka ack, ms.")
+        self.arrival_delay = Histogram("voicebus_ingest_arrival_delay_ms",
+                                       "Capture (sender's clock, from RTCP) to packet arrival, ms.")
         self.playout_lateness = Histogram("voicebus_ingest_playout_lateness_ms",
                                           "Send time minus its 20 ms grid slot, ms.", (0.5, 1, 2, 5, 10, 20, 40))
         self.gauges: list[Gauge] = []

@@ -162,6 +162,8 @@ class EdgeSession:
     def _on_frame(self, frame: ProcessedFrame, decisions: list[Decision]) -> None:
         self.metrics.frames_in.inc()
         self.metrics.frames_concealed.inc(frame.concealed)
+        if self.inbound.clock.synced and not frame.concealed:
+            self.metrics.arrival_delay.observe((frame.arrival_ns - frame.capture_ns) / 1e6)
         flags = (FLAG_VOICED if frame.voiced else 0) | (FLAG_CONCEALED if frame.concealed else 0)
         audio = AudioFrame(self.id, frame.index, frame.capture_ns, frame.media_ns, 16000, frame.pcm.tobytes(), flags)
         if not self._publisher.audio(audio):
