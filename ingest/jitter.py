@@ -50,7 +50,8 @@ class AdaptiveJitterBuffer:
         self._pending: dict[int, tuple[int, bytes, int]] = {}  # ext seq -> (ext ts, payload, arrival)
         self._next: int | None = None  # ext seq of the next slot to release
         self._last_ts: int | None = None  # ext ts of the last released slot
-        self._base: tuple[int, int] | None = None  # (ext seq, arrival) of the earliest-arrival line
+        self._base: tuple[int, int] | None = None  # (0, offset): expected arrival of seq k = offset + k * frame
+        self._transits: deque[int] = deque(maxlen=window)  # arrival - seq * frame of recent packets
         self._ref_seq = self._ref_ts = 0
         self._newest = 0  # highest extended seq received
         self._given_up: deque[int] = deque(maxlen=64)  # recently concealed seqs, to tell late from duplicate
@@ -112,9 +113,12 @@ class AdaptiveJitterBuffer:
         return self._base[1] + (seq - self._base[0]) * self.frame_ns
 
     def _observe(self, seq: int, now_ns: int) -> None:
-        # The earliest-arrival line: the packet that came soonest relative to its place in the stream.
-        if self._base is None or now_ns < self._expected_ns(seq):
-            self._base = (seq, now_ns)
+        # The earliest-arrival line: the recent packet that came soonest relative to its place in the stream.
+        # A window, not all time: a sender that falls behind real time (or a drifting clock) moves the line.
+        transit = now_ns - seq * self.frame_ns
+        self._transits.append(transit)
+        if self._base is None or transit < self._base[1] or self.received % 10 == 0:
+            self._base = (0, min(self._transits))
         jitter = now_ns - self._expected_ns(seq)
         self._jitter.append(jitter)
         if self.received % 10 == 0:
