@@ -85,6 +85,9 @@ class LlmEngine(ABC):
     def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
         """The reply to the conversation, as text pieces in order (closing the iterator stops the work)."""
 
+    async def warm(self) -> None:  # noqa: B027
+        """Load what the first request would otherwise wait for."""
+
     async def aclose(self) -> None:  # noqa: B027
         """Release the engine's resources."""
 

@@ -1,0 +1,366 @@
+"""`voicebus responder`: voice.turns -> LLM -> sentence TTS -> reply events on voice.replies.<node_id>.
+
+Responders form one consumer group: add processes to scale, and when one dies its partitions move to another.
+Offsets are committed only once a turn's reply is finished, so the new owner answers an interrupted turn
+again; its chunks repeat the same (turn_id, index), which the edge drops as duplicates. Speculative turns are
+answered ahead and held until committed (see inference.reply). Cancels stop a reply mid-stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from inference.engines.base import LlmEngine, TtsEngine
+from inference.engines.factory import make_llm, make_tts
+from inference.history import History
+from inference.offsets import OffsetTracker
+from inference.reply import ReplyJob, Work
+from inference.settings import ResponderSettings
+from schemas.base import Event
+from schemas.conversation import (
+    BargeIn,
+    FalseInterruption,
+    ReplyCancelled,
+    TurnCancelled,
+    TurnCommitted,
+    TurnEnded,
+    TurnSpeculative,
+)
+from schemas.dlq import dead_letter_for, decode_or_dead_letter
+from schemas.topics import DLQ, REPLIES, TELEMETRY, TURNS, replies_topic
+from voicebus.kafka import make_consumer, make_producer
+
+log = logging.getLogger(__name__)
+
+WORKER_HEADER = "voicebus-worker"  # which process produced a reply event (for operators and tests)
+RECENT_TURNS = 10_000  # finished turns remembered to ignore redeliveries and to cancel replies still playing
+
+
+@dataclass
+class Stats:
+    turns: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    speculative: int = 0
+    speculative_used: int = 0
+    speculative_wasted: int = 0
+    used: Work = field(default_factory=Work)  # work of replies the edge got
+    wasted: Work = field(default_factory=Work)  # work of speculative replies thrown away
+    duplicates: int = 0
+    stale: int = 0
+    empty: int = 0
+    unknown_node: int = 0
+    cancel_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # cancel in -> ReplyCancelled out
+    commit_to_first_chunk_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+
+
+@dataclass
+class Turn:
+    """A reply being made, with the records it answers (their offsets are committed when it is done)."""
+
+    job: ReplyJob
+    record: Any
+    offsets: list[tuple[TopicPartition, int]]
+    speculative: bool
+    committed_ns: int | None = None  # monotonic time the commit was consumed
+    acks: list[asyncio.Future[Any]] = field(default_factory=list)
+    abandoned: bool = False  # stopped for a rebalance or shutdown: left uncommitted for the next owner
+    task: asyncio.Task[None] | None = None
+
+
+def _add(total: Work, part: Work) -> None:
+    total.tokens += part.tokens
+    total.audio_ms += part.audio_ms
+    total.busy_s += part.busy_s
+
+
+class Responder:
+    def __init__(self, settings: ResponderSettings, llm: LlmEngine | None = None,
+                 tts: TtsEngine | None = None) -> None:
+        self.settings = settings
+        self.llm = llm or make_llm(settings)
+        self.tts = tts or make_tts(settings)
+        self.stats = Stats()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._history = History(settings.responder_history_turns, settings.responder_max_sessions)
+        self._active: dict[str, Turn] = {}
+        self._done: OrderedDict[str, tuple[str, bool]] = OrderedDict()  # turn id -> (node id, edge got audio)
+        self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._nodes: dict[str, tuple[bool, float]] = {}  # node id -> (reply topic exists, until when)
+        self._seq: dict[str, int] = {}
+        self._changed = asyncio.Event()  # pulsed whenever a turn makes progress or ends
+        self._producer: Any = None
+
+    async def wait_for(self, predicate: Callable[[Responder], bool], timeout: float) -> None:
+        """Until ``predicate(self)`` holds (tests and benchmarks wait on it); TimeoutError after ``timeout`` s."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self._changed.clear()
+                await self._changed.wait()
+
+    def held_audio_ms(self, turn_id: str) -> float:
+        """Audio made for a speculative turn still held back (0 if there is none)."""
+        turn = self._active.get(turn_id)
+        return turn.job.work.audio_ms if turn is not None and turn.job.held else 0.0
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        s = self.settings
+        await asyncio.gather(self.llm.warm(), self.tts.warm())
+        self._producer = make_producer(s)
+        consumer = make_consumer(s, s.topic(TURNS.name), group_id=s.responder_group_id,
+                                 session_timeout_ms=s.responder_session_timeout_ms,
+                                 heartbeat_interval_ms=s.responder_session_timeout_ms // 5)
+        await self._producer.start()
+        consumer.subscribe([s.topic(TURNS.name)], listener=_Rebalance(self, consumer))
+        await consumer.start()
+        log.info("responder %s: llm %s, tts %s", self.worker, self.llm.name, self.tts.name)
+        if ready is not None:
+            ready.set()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=100)
+                for tp, records in batch.items():
+                    for record in records:
+                        self._offsets.consumed(tp, record.offset)
+                        event = await decode_or_dead_letter(TURNS.codec, record, self._producer,
+                                                            s.topic(DLQ.name), consumer="responder")
+                        if event is not None:
+                            await self._handle(event, tp, record)
+                        self._notify()
+                await self._commit(consumer)
+        finally:
+            await self._abandon(list(self._active.values()))
+            await self._commit(consumer)
+            await consumer.stop()
+            await self._producer.stop()
+            await self.llm.aclose()
+            await self.tts.aclose()
+
+    async def _commit(self, consumer: Any) -> None:
+        offsets = self._offsets.committable()
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+            self._offsets.committed(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("offsets not committed (a rebalance moved partitions): %s", exc)
+
+    # -- turn events ---------------------------------------------------------------------------------------
+
+    async def _handle(self, event: Event, tp: TopicPartition, record: Any) -> None:
+        ctx = {"session_id": event.session_id, "turn_id": getattr(event, "turn_id", None)}
+        if isinstance(event, TurnSpeculative | TurnCommitted):
+            if event.turn_id in self._done or (
+                    isinstance(event, TurnSpeculative) and event.turn_id in self._active):
+                self.stats.duplicates += 1
+                log.info("turn already answered here: ignored", extra=ctx)
+            elif (age := (time.time_ns() - event.wall_ns) / 1e9) > self.settings.responder_max_turn_age_s:
+                self.stats.stale += 1
+                log.warning("turn is %.0f s old (a replay?): not answered", age, extra=ctx)
+            elif not event.text.strip():
+                self.stats.empty += 1
+                log.warning("%s with an empty transcript: nothing to answer", event.type, extra=ctx)
+            elif isinstance(event, TurnSpeculative):
+                await self._begin(event, tp, record, held=True)
+            else:
+                await self._commit_turn(event, tp, record)
+        elif isinstance(event, TurnCancelled):
+            if event.reason == "session_ended":
+                self._history.drop(event.session_id)
+            await self._cancel(event.turn_id, event.session_id, event.node_id, event.reason != "withdrawn")
+        elif isinstance(event, BargeIn):
+            self._history.heard(event.session_id, event.turn_id, event.played_ms)
+            await self._cancel(event.turn_id, event.session_id, event.node_id, True)
+        elif isinstance(event, TurnEnded) and event.outcome != "completed":
+            await self._cancel(event.turn_id, event.session_id, event.node_id, True)
+        elif isinstance(event, FalseInterruption):
+            log.info("false interruption at %d ms: the reply stays truncated", event.played_ms, extra=ctx)
+
+    async def _commit_turn(self, event: TurnCommitted, tp: TopicPartition, record: Any) -> None:
+        for other in [t for t in self._active.values()
+                      if t.job.turn.session_id == event.session_id and t.job.turn_id != event.turn_id]:
+            await self._cancel(other.job.turn_id, event.session_id, event.node_id, True)  # superseded
+        turn = self._active.get(event.turn_id)
+        if turn is not None and turn.job.released:
+            self.stats.duplicates += 1
+            return
+        if turn is not None and " ".join(turn.job.turn.text.split()) == " ".join(event.text.split()):
+            turn.offsets.append((tp, record.offset))
+            self._offsets.hold(tp, record.offset)
+            turn.committed_ns = time.monotonic_ns()
+            await turn.job.release(self._history.add(event.session_id, event.turn_id, event.text))
+            return
+        if turn is not None:  # the text changed since the speculation: start again from the committed text
+            await self._cancel(event.turn_id, event.session_id, event.node_id, False)
+            await turn.job.wait()
+        await self._begin(event, tp, record, held=False)
+
+    async def _begin(self, event: TurnSpeculative | TurnCommitted, tp: TopicPartition, record: Any,
+                     held: bool) -> None:
+        s = self.settings
+        messages = self._history.messages(event.session_id, s.llm_system_prompt, event.text)
+        job = ReplyJob(event, messages, self.llm, self.tts, send=lambda kind, ev: self._send(turn, kind, ev),
+                       next_seq=lambda: self._next_seq(event.session_id), chunk_ms=s.responder_chunk_ms,
+                       max_lead_ms=s.responder_max_lead_ms, held=held, on_progress=self._notify)
+        turn = Turn(job, record, [(tp, record.offset)], speculative=held,
+                    committed_ns=None if held else time.monotonic_ns())
+        if not held:
+            job.exchange = self._history.add(event.session_id, event.turn_id, event.text)
+        self._offsets.hold(tp, record.offset)
+        self._active[event.turn_id] = turn
+        self.stats.turns += 1
+        self.stats.speculative += held
+        turn.task = asyncio.create_task(self._answer(turn), name=f"answer-{event.turn_id}")
+
+    async def _answer(self, turn: Turn) -> None:
+        job = turn.job
+        try:
+            if not await self._node_known(job.turn.node_id):
+                job.outcome = "failed"
+                self.stats.unknown_node += 1
+                error = f"no reply topic for node {job.turn.node_id!r}: unknown node"
+                log.error(error, extra={"session_id": job.turn.session_id, "turn_id": job.turn_id})
+                letter = dead_letter_for(turn.record, error, consumer="responder")
+                await self._producer.send_and_wait(self.settings.topic(DLQ.name), DLQ.codec.encode(letter),
+                                                   key=turn.record.key)
+            elif job.outcome == "running":
+                job.start()
+                await job.wait()
+        finally:
+            await self._finish(turn)
+
+    async def _finish(self, turn: Turn) -> None:
+        job, s = turn.job, self.stats
+        for result in await asyncio.gather(*turn.acks, return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.error("reply event not delivered: %s", result, extra={"turn_id": job.turn_id})
+        if self._active.get(job.turn_id) is turn:
+            del self._active[job.turn_id]
+            if not turn.abandoned:
+                self._done[job.turn_id] = (job.turn.node_id, job.released)
+                while len(self._done) > RECENT_TURNS:
+                    self._done.popitem(last=False)
+        if turn.abandoned:
+            self._notify()
+            return  # its offsets stay uncommitted: whoever owns the partition next answers it again
+        if turn.speculative and job.held:
+            s.speculative_wasted += 1
+            _add(s.wasted, job.work)
+        else:
+            s.speculative_used += turn.speculative
+            _add(s.used, job.work)
+            if job.outcome in ("completed", "failed", "cancelled"):
+                setattr(s, job.outcome, getattr(s, job.outcome) + 1)
+        if job.first_chunk_ns is not None and turn.committed_ns is not None:
+            s.commit_to_first_chunk_ms.append((job.first_chunk_ns - turn.committed_ns) / 1e6)
+        for tp, offset in turn.offsets:
+            self._offsets.release(tp, offset)
+        self._notify()
+
+    async def _abandon(self, turns: list[Turn]) -> None:
+        """Stop these replies without telling the edge: the partitions' next owner answers them again."""
+        for turn in turns:
+            turn.abandoned = True
+            await turn.job.stop()
+        tasks = [t.task for t in turns if t.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+
+    async def _cancel(self, turn_id: str, session_id: str, node_id: str, notify: bool) -> None:
+        """Stop the turn's reply; tell the edge to drop it if it may hold any of its audio."""
+        t0 = time.perf_counter()
+        turn = self._active.get(turn_id)
+        if turn is not None:
+            await turn.job.stop()
+            notify = turn.job.released
+        elif turn_id in self._done:
+            notify = self._done[turn_id][1]  # finished here, maybe still playing at the edge
+        if not notify:
+            return
+        event = ReplyCancelled(turn_id=turn_id, session_id=session_id, seq=self._next_seq(session_id),
+                               media_ns=0, wall_ns=time.time_ns())
+        try:
+            await self._producer.send(self.settings.topic(replies_topic(node_id)), REPLIES.codec.encode(event),
+                                      key=session_id.encode(), headers=[(WORKER_HEADER, self.worker.encode())])
+        except KafkaError as exc:
+            log.error("could not send reply_cancelled: %s", exc, extra={"turn_id": turn_id})
+        self.stats.cancel_ms.append((time.perf_counter() - t0) * 1000)
+        log.info("reply cancelled", extra={"session_id": session_id, "turn_id": turn_id})
+
+    # -- output --------------------------------------------------------------------------------------------
+
+    async def _send(self, turn: Turn, kind: str, event: Event) -> None:
+        s = self.settings
+        if kind == "telemetry":
+            topic, codec = s.topic(TELEMETRY.name), TELEMETRY.codec
+        else:
+            topic, codec = s.topic(replies_topic(turn.job.turn.node_id)), REPLIES.codec
+        turn.acks.append(await self._producer.send(topic, codec.encode(event), key=event.session_id.encode(),
+                                                   headers=[(WORKER_HEADER, self.worker.encode())]))
+
+    async def _node_known(self, node_id: str) -> bool:
+        known, until = self._nodes.get(node_id, (False, 0.0))
+        if time.monotonic() < until:
+            return known
+        try:
+            await asyncio.wait_for(self._producer.partitions_for(self.settings.topic(replies_topic(node_id))),
+                                   self.settings.responder_node_timeout_s)
+            known = True
+        except (TimeoutError, KafkaError):
+            known = False
+        self._nodes[node_id] = (known, time.monotonic() + (300.0 if known else 10.0))
+        return known
+
+    def _next_seq(self, session_id: str) -> int:
+        self._seq[session_id] = seq = self._seq.get(session_id, -1) + 1
+        if len(self._seq) > self.settings.responder_max_sessions:
+            self._seq.pop(next(iter(self._seq)))
+        return seq
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, responder: Responder, consumer: Any) -> None:
+        self.responder, self.consumer = responder, consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        r = self.responder
+        await r._abandon([t for t in r._active.values() if any(tp in revoked for tp, _ in t.offsets)])
+        await r._commit(self.consumer)
+        r._offsets.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("responder %s assigned %d partitions", self.responder.worker, len(assigned))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="voicebus responder", description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    settings = ResponderSettings()
+
+    async def _run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await Responder(settings).run(stop)
+
+    asyncio.run(_run())
+    return 0
