@@ -1,0 +1,276 @@
+"""`voicebus asr`: voice.audio (+ voice.vad, voice.sessions) -> partial and final transcripts on voice.transcripts.
+
+One recogniser stream per session while the person speaks, opened at the edge VAD's SpeechStarted (with a
+little audio from before it, kept in a short ring) and finished at its SpeechStopped, so the final text is out
+a few ms after the turn ends. The three topics are read with the range assignor: they are co-partitioned by
+session id, so one worker holds all of a session. Audio is short-lived state: offsets are auto-committed and a
+worker that takes over a session mid-utterance transcribes what it still finds in its ring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from inference.engines.base import AsrEngine, AsrStream, EngineError
+from inference.engines.factory import make_asr
+from inference.settings import AsrSettings
+from schemas.audio import AudioFrame
+from schemas.conversation import TranscriptFinal, TranscriptPartial
+from schemas.dlq import decode_or_dead_letter
+from schemas.edge import SessionEnded, SpeechStarted, SpeechStopped
+from schemas.topics import AUDIO, DLQ, SESSIONS, TRANSCRIPTS, VAD, spec_for
+from voicebus.kafka import make_consumer, make_producer
+
+log = logging.getLogger(__name__)
+
+RING_MS = 2000  # audio kept before a SpeechStarted arrives (the VAD topic may lag the audio topic)
+STOP_WAIT_S = 0.5  # after SpeechStopped, how long to wait for audio up to the speech end before finishing
+
+
+@dataclass
+class Utterance:
+    stream: AsrStream
+    start_ns: int
+    fed_until_ns: int = 0  # media time at the end of the last frame fed
+    stop_ns: int | None = None  # the VAD's speech end: finish once audio up to it was fed
+    stop_deadline: float = 0.0
+    vad_end_wall_ns: int | None = None  # when the edge decided speech stopped (the final's lag is from here)
+    partial: str = ""
+    next_partial_ns: int = 0
+
+
+@dataclass
+class Session:
+    ring: deque[AudioFrame] = field(default_factory=deque)
+    utterance: Utterance | None = None
+    last_audio: float = field(default_factory=time.monotonic)
+    seq: int = 0
+
+
+@dataclass
+class Stats:
+    utterances: int = 0
+    partials: int = 0
+    finals: int = 0
+    empty_finals: int = 0
+    errors: int = 0
+    final_lag_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # speech over -> final out
+    finals_after_vad_end_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # wall clock
+
+
+def _order(item: tuple[str, Any]) -> tuple[int, int]:
+    """Within a batch, one session's audio and VAD events in the order the edge made them (its media clock)."""
+    kind, value = item
+    return (value.media_ns, 0) if kind == "audio" else (value.media_ns, 1)
+
+
+class AsrWorker:
+    def __init__(self, settings: AsrSettings, engine: AsrEngine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_asr(settings)
+        self.stats = Stats()
+        self._sessions: dict[str, Session] = {}
+        self._producer: Any = None
+        self._changed = asyncio.Event()
+
+    async def wait_for(self, predicate: Any, timeout: float) -> None:
+        """Until ``predicate(self)`` holds (tests and benchmarks wait on it); TimeoutError after ``timeout`` s."""
+        async with asyncio.timeout(timeout):
+            while not predicate(self):
+                self._changed.clear()
+                await self._changed.wait()
+
+    @property
+    def open_streams(self) -> int:
+        return sum(s.utterance is not None for s in self._sessions.values())
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        s = self.settings
+        await self.engine.warm()
+        names = [s.topic(spec.name) for spec in (AUDIO, VAD, SESSIONS)]
+        consumer = make_consumer(s, *names, group_id=s.asr_group_id, enable_auto_commit=True,
+                                 auto_commit_interval_ms=1000,
+                                 partition_assignment_strategy=(RangePartitionAssignor,))
+        self._producer = make_producer(s)
+        await self._producer.start()
+        await consumer.start()
+        log.info("asr worker: engine %s", self.engine.name)
+        if ready is not None:
+            ready.set()
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=100)
+                by_session: dict[str, list[tuple[str, Any]]] = {}
+                for tp, records in batch.items():
+                    spec = spec_for(tp.topic.removeprefix(s.topic_prefix))
+                    kind = "audio" if spec is AUDIO else "event"
+                    for record in records:
+                        value = await decode_or_dead_letter(spec.codec, record, self._producer, s.topic(DLQ.name),
+                                                            consumer="asr")
+                        if value is not None:
+                            by_session.setdefault(value.session_id, []).append((kind, value))
+                await asyncio.gather(*(self._session_batch(sid, sorted(items, key=_order))
+                                       for sid, items in by_session.items()))
+                await self._sweep()
+                self._changed.set()
+        finally:
+            for sid in list(self._sessions):
+                await self._end_session(sid)
+            await consumer.stop()
+            await self._producer.stop()
+            await self.engine.aclose()
+
+    async def _session_batch(self, session_id: str, items: list[tuple[str, Any]]) -> None:
+        for kind, value in items:
+            try:
+                if kind == "audio":
+                    await self._audio(session_id, value)
+                elif isinstance(value, SpeechStarted):
+                    await self._speech_started(session_id, value)
+                elif isinstance(value, SpeechStopped):
+                    await self._speech_stopped(session_id, value)
+                elif isinstance(value, SessionEnded):
+                    await self._end_session(session_id)
+            except EngineError as exc:
+                self.stats.errors += 1
+                log.error("recogniser failed: %s", exc, extra={"session_id": session_id})
+                await self._drop_utterance(session_id)
+
+    # -- per session ---------------------------------------------------------------------------------------
+
+    async def _audio(self, session_id: str, frame: AudioFrame) -> None:
+        session = self._sessions.setdefault(session_id, Session())
+        session.last_audio = time.monotonic()
+        session.ring.append(frame)
+        while session.ring and session.ring[0].media_ns < frame.media_ns - RING_MS * 1_000_000:
+            session.ring.popleft()
+        utt = session.utterance
+        if utt is None:
+            return
+        await self._feed(session_id, utt, frame)
+        too_long = frame.media_ns - utt.start_ns > self.settings.asr_max_utterance_s * 1e9
+        if (utt.stop_ns is not None and utt.fed_until_ns > utt.stop_ns) or too_long:
+            await self._finish(session_id)
+
+    async def _feed(self, session_id: str, utt: Utterance, frame: AudioFrame) -> None:
+        preroll_ns = self.settings.asr_preroll_ms * 1_000_000
+        if frame.media_ns < max(utt.fed_until_ns, utt.start_ns - preroll_ns):
+            return  # before the utterance, or fed already
+        await utt.stream.push(frame.pcm)
+        utt.fed_until_ns = frame.media_ns + frame.duration_ns
+        if self.engine.capabilities.streaming and utt.fed_until_ns >= utt.next_partial_ns:
+            utt.next_partial_ns = utt.fed_until_ns + self.settings.asr_partial_interval_ms * 1_000_000
+            text = await utt.stream.partial()
+            if text and text != utt.partial:
+                utt.partial = text
+                self.stats.partials += 1
+                await self._send(session_id, TranscriptPartial(
+                    text=text, start_media_ns=utt.start_ns, end_media_ns=utt.fed_until_ns,
+                    engine=self.engine.name, **self._base(session_id, utt.fed_until_ns)))
+
+    async def _speech_started(self, session_id: str, event: SpeechStarted) -> None:
+        session = self._sessions.setdefault(session_id, Session())
+        if session.utterance is not None:
+            log.warning("speech started before the last utterance stopped: finishing it",
+                        extra={"session_id": session_id})
+            await self._finish(session_id)
+        await self._open(session_id, event.speech_start_media_ns)
+
+    async def _open(self, session_id: str, start_ns: int) -> Utterance:
+        session = self._sessions[session_id]
+        rate = session.ring[-1].sample_rate if session.ring else 16000
+        utt = session.utterance = Utterance(await self.engine.stream(rate), start_ns)
+        self.stats.utterances += 1
+        for frame in list(session.ring):  # the speech's beginning arrived before the VAD said so
+            await self._feed(session_id, utt, frame)
+        return utt
+
+    async def _speech_stopped(self, session_id: str, event: SpeechStopped) -> None:
+        session = self._sessions.setdefault(session_id, Session())
+        utt = session.utterance
+        if utt is None:  # started before this worker held the session: use what the ring still has
+            utt = await self._open(session_id, event.speech_start_media_ns)
+        utt.stop_ns = event.speech_end_media_ns
+        utt.stop_deadline = time.monotonic() + STOP_WAIT_S
+        utt.vad_end_wall_ns = event.wall_ns
+        if utt.fed_until_ns > utt.stop_ns:
+            await self._finish(session_id)
+
+    async def _finish(self, session_id: str) -> None:
+        session = self._sessions[session_id]
+        utt, session.utterance = session.utterance, None
+        if utt is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            text = " ".join((await utt.stream.finish()).split())
+        finally:
+            await utt.stream.aclose()
+        end_ns = utt.stop_ns if utt.stop_ns is not None else utt.fed_until_ns
+        await self._send(session_id, TranscriptFinal(
+            text=text, start_media_ns=utt.start_ns, end_media_ns=max(end_ns, utt.start_ns),
+            engine=self.engine.name, **self._base(session_id, max(end_ns, utt.start_ns))))
+        self.stats.finals += 1
+        self.stats.empty_finals += not text
+        self.stats.final_lag_ms.append((time.perf_counter() - t0) * 1000)
+        if utt.vad_end_wall_ns is not None:
+            self.stats.finals_after_vad_end_ms.append((time.time_ns() - utt.vad_end_wall_ns) / 1e6)
+        if not text:
+            log.info("utterance gave no words", extra={"session_id": session_id})
+
+    async def _drop_utterance(self, session_id: str) -> None:
+        session = self._sessions.get(session_id)
+        if session is not None and session.utterance is not None:
+            utt, session.utterance = session.utterance, None
+            await utt.stream.aclose()
+
+    async def _end_session(self, session_id: str) -> None:
+        if session_id in self._sessions:
+            await self._finish(session_id)
+            del self._sessions[session_id]
+
+    async def _sweep(self) -> None:
+        """Finish utterances whose audio will not come, forget sessions gone quiet (SessionEnded lost)."""
+        now = time.monotonic()
+        for sid, session in list(self._sessions.items()):
+            utt = session.utterance
+            if utt is not None and utt.stop_ns is not None and now > utt.stop_deadline:
+                await self._finish(sid)
+            if now - session.last_audio > self.settings.asr_idle_session_s:
+                await self._end_session(sid)
+
+    # -- output --------------------------------------------------------------------------------------------
+
+    def _base(self, session_id: str, media_ns: int) -> dict[str, Any]:
+        session = self._sessions[session_id]
+        session.seq += 1
+        return {"session_id": session_id, "seq": session.seq, "media_ns": media_ns, "wall_ns": time.time_ns()}
+
+    async def _send(self, session_id: str, event: Any) -> None:
+        await self._producer.send(self.settings.topic(TRANSCRIPTS.name), TRANSCRIPTS.codec.encode(event),
+                                  key=session_id.encode())
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="voicebus asr", description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    settings = AsrSettings()
+
+    async def _run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await AsrWorker(settings).run(stop)
+
+    asyncio.run(_run())
+    return 0
