@@ -1,0 +1,94 @@
+"""Two responder processes in one group on the real broker: kill the one answering a turn, mid-reply.
+
+The other takes the partition over, answers the turn again from its uncommitted offset, and repeats the same
+(turn_id, index) chunks: an edge that drops duplicates plays exactly one whole reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+import uuid
+
+import pytest
+
+from schemas.topics import TURNS, replies_topic
+from tests.conftest import REPO
+from tests.inference.kafka_helpers import NODE, Producer, Turns, ended, watching
+
+pytestmark = pytest.mark.integration
+
+
+class Worker:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.changed = asyncio.Event()
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        async for line in self.proc.stderr:
+            self.lines.append(line.decode(errors="replace"))
+            self.changed.set()
+
+    def partitions(self) -> int | None:
+        counts = [int(m.group(1)) for line in self.lines if (m := re.search(r"assigned (\d+) partitions", line))]
+        return counts[-1] if counts else None
+
+
+async def start_workers(topics, group: str, count: int) -> list[Worker]:
+    env = {**os.environ, "VOICEBUS_KAFKA_BOOTSTRAP": topics.settings.kafka_bootstrap,
+           "VOICEBUS_TOPIC_PREFIX": topics.prefix, "VOICEBUS_RESPONDER_GROUP_ID": group,
+           "VOICEBUS_RESPONDER_SESSION_TIMEOUT_MS": "6000", "VOICEBUS_RESPONDER_MAX_LEAD_MS": "300",
+           "VOICEBUS_LOG_LEVEL": "INFO", "VOICEBUS_LOG_JSON": "false"}
+    procs = [await asyncio.create_subprocess_exec(sys.executable, "-m", "voicebus.cli", "responder", cwd=REPO,
+                                                  env=env, stderr=asyncio.subprocess.PIPE,
+                                                  stdin=asyncio.subprocess.DEVNULL)
+             for _ in range(count)]
+    return [Worker(p) for p in procs]
+
+
+async def test_killing_the_answering_responder_still_gives_one_whole_reply(topics):
+    await topics.create_all((NODE,))
+    workers = await start_workers(topics, f"responder-{uuid.uuid4().hex[:8]}", 2)
+    turns = Turns()
+    try:
+        async with asyncio.timeout(60):  # both in the group, the partitions shared
+            while not all(w.partitions() == 4 for w in workers):
+                assert all(w.proc.returncode is None for w in workers), "".join(workers[0].lines)
+                await asyncio.wait([asyncio.ensure_future(w.changed.wait()) for w in workers],
+                                   return_when=asyncio.FIRST_COMPLETED)
+                for w in workers:
+                    w.changed.clear()
+        async with Producer(topics) as producer, watching(topics, replies_topic(NODE)) as edge:
+            await producer.send(TURNS.name, turns.committed("t1", "how are you"))
+            await edge.until(lambda ev: len(ev) >= 1, timeout=30)
+            answering = int(edge.headers[0]["voicebus-worker"].decode().rsplit(":", 1)[1])
+            victim = next(w for w in workers if w.proc.pid == answering)
+            victim.proc.send_signal(signal.SIGKILL)
+            await victim.proc.wait()
+            await edge.until(ended("t1"), timeout=45)
+            events, headers = list(edge.events), list(edge.headers)
+    finally:
+        for w in workers:
+            if w.proc.returncode is None:
+                w.proc.send_signal(signal.SIGTERM)
+        for w in workers:
+            await asyncio.wait_for(w.proc.wait(), 30)
+            w.reader.cancel()
+
+    by_worker = [h["voicebus-worker"].decode() for h in headers]
+    assert len(set(by_worker)) == 2  # the reply was started by one process and finished by the other
+    victim_events = [e for e, w in zip(events, by_worker, strict=True) if w.endswith(f":{answering}")]
+    assert "reply_ended" not in [e.type for e in victim_events]  # killed mid-reply
+    # The edge's view: drop repeated (turn_id, index) chunks; one reply, whole and in order.
+    chunks: dict[int, bytes] = {}
+    for e in events:
+        if e.type == "reply_audio_chunk":
+            assert chunks.setdefault(e.index, e.pcm) == e.pcm  # a repeat is the same audio
+    ends = [e for e in events if e.type == "reply_ended"]
+    assert len(ends) == 1 and sorted(chunks) == list(range(ends[0].chunks)) and ends[0].chunks >= 10
