@@ -70,11 +70,21 @@ def step(state: TurnState, event: Inbound, ctx: Context) -> tuple[TurnState, tup
     if state.ended or event.session_id != state.session_id or (last is not None and mark <= last):
         return state, ()  # a redelivered or stray event changes nothing
     run = _Step(state, ctx)
-    run.set(seen={**state.seen, source: mark}, now_ns=max(state.now_ns, event.media_ns))
+    run.set(seen={**state.seen, source: mark})
     node_id = getattr(event, "node_id", None)
     if node_id:
         run.set(node_id=node_id)
-    run.apply(event)
+    # Topics are consumed independently, and a backlog (after a restart) is read round-robin across them, so
+    # the sparse topics run ahead of the VAD. Only the VAD moves the clock; playout events wait until the VAD
+    # has caught up with them; transcripts are matched to speech by their media spans.
+    if isinstance(event, PlayoutStarted | PlayoutFinished | PlayoutInterrupted):
+        run.set(held=(*run.s.held, event))
+    else:
+        if source == "vad" or isinstance(event, SessionEnded):
+            run.release(event)
+        if source == "vad":
+            run.set(now_ns=max(state.now_ns, event.media_ns))
+        run.apply(event)
     run.advance()
     return run.s, tuple(run.out)
 
@@ -117,6 +127,15 @@ class _Step:
                   service="streams")
 
     # -- what each event changes --
+
+    def release(self, e: Event) -> None:
+        """Apply the held playout events that the edge sent before ``e`` (its seq counts all its events)."""
+        ended = isinstance(e, SessionEnded)
+        ready = [h for h in self.s.held if ended or h.seq < e.seq or h.media_ns < e.media_ns]
+        if ready:
+            self.set(held=tuple(h for h in self.s.held if h not in ready))
+            for h in sorted(ready, key=lambda h: h.seq):
+                self.apply(h)
 
     def apply(self, e: Inbound) -> None:
         s = self.s
@@ -183,7 +202,9 @@ class _Step:
     def barge_in(self, e: PlayoutInterrupted) -> None:
         self.emit(BargeIn, e.turn_id, played_ms=e.played_ms)
         self.emit(TurnCancelled, e.turn_id, reason="barge_in")
-        if self.p.resume_false_interruption:
+        # Words may already be here: the transcripts topic can be read ahead of the playout topic.
+        words = any(f.text and f.end_ns > e.barge_in_media_ns for f in self.s.finals)
+        if self.p.resume_false_interruption and not words:
             self.set(interruption=Interruption(turn_id=e.turn_id, played_ms=e.played_ms, at_ns=e.barge_in_media_ns))
         else:
             self.emit(TurnEnded, e.turn_id, outcome="interrupted")
@@ -223,7 +244,8 @@ class _Step:
         if turn is None or s.speaking or turn.speech_end_ns is None:
             return
         silence = s.now_ns - turn.speech_end_ns
-        finals = tuple(f for f in s.finals if f.end_ns > turn.start_ns)
+        # A final belongs to the turn when its span overlaps the turn's speech; later ones (read early) wait.
+        finals = tuple(f for f in s.finals if f.end_ns > turn.start_ns and f.start_ns <= turn.speech_end_ns)
         text = " ".join(f.text for f in finals if f.text)
         heard = any(f.end_ns > turn.utterance_start_ns for f in finals)  # the latest utterance has its final
         needed = p.silence_needed(text)

@@ -52,5 +52,10 @@ class TurnSettings(CommonSettings):
         1.0, gt=0, description="How often the processor commits its consumer offsets (seconds)."
     )
 
+    turn_session_timeout_s: float = Field(
+        10.0, ge=6, description="Consumer group session timeout (seconds): how long the partitions of a "
+        "worker that died wait before another worker takes them over.",
+    )
+
     def app_id(self) -> str:
         return f"{self.topic_prefix}{self.turn_app_id}"

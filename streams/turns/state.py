@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.edge import PlayoutFinished, PlayoutInterrupted, PlayoutStarted
+
+HeldEvent = Annotated[PlayoutStarted | PlayoutFinished | PlayoutInterrupted, Field(discriminator="type")]
 
 
 class _Frozen(BaseModel):
@@ -53,6 +59,7 @@ class TurnState(_Frozen):
     finals: tuple[Final, ...] = ()
     reply: str | None = None  # committed turn whose reply is in flight or playing
     interruption: Interruption | None = None
+    held: tuple[HeldEvent, ...] = ()  # playout events read ahead of the VAD events the edge sent before them
     ended: bool = False
 
     def turn_id(self) -> str:

@@ -121,7 +121,7 @@ CASES: dict[str, tuple[Callable[[], Conversation], Policy, list[tuple[Any, ...]]
     ),
     "reply played to the end": (
         lambda: (conv().say(500, 1500, "hi").wait(2200).playout_started(f"{SID}-1").wait(4000)
-                 .playout_finished(f"{SID}-1", 1800)), DEFAULT,
+                 .playout_finished(f"{SID}-1", 1800).wait(4300)), DEFAULT,
         [("turn_speculative", "1", "hi"), ("turn_committed", "1", "hi"), ("turn_ended", "1", "completed")],
     ),
     "session ends during a speculative turn": (
@@ -167,7 +167,8 @@ def test_commit_waits_for_a_late_final_transcript() -> None:
     c.final(500, 1500, "late words")  # after the 500 ms threshold, within the ASR wait
     _, decisions = run(c.wait(3000).events)
     assert turns(decisions) == [("turn_committed", "1", "late words")]
-    assert committed_at_ms(decisions) == [700]  # when the final came: 2200 ms media, speech ended at 1500
+    # When the final came, on the VAD clock (its last frame, 2180 ms; speech ended at 1500).
+    assert committed_at_ms(decisions) == [680]
 
 
 def test_final_before_its_speech_stopped_still_counts() -> None:
@@ -178,6 +179,35 @@ def test_final_before_its_speech_stopped_still_counts() -> None:
     events.insert(stop, events.pop(final))
     _, decisions = run(events)
     assert turns(decisions)[-1] == ("turn_committed", "1", "hello")
+
+
+@pytest.mark.parametrize("name", [
+    "speculative then withdrawn when the person resumes; the turn goes on under the next id",
+    "barge-in during a reply: cancel it, keep what was played; the words make it a real interruption",
+    "two turns get consecutive ids",
+])
+def test_transcripts_read_ahead_of_the_vad(name: str) -> None:
+    """A backlog is read round-robin across topics: the few transcripts come long before their VAD events."""
+    script, policy, expected = CASES[name]
+    events = script().events
+    ahead = [e for e in events if e.type == "transcript_final"] + [e for e in events if e.type != "transcript_final"]
+    _, decisions = run(ahead, policy)
+    assert [row for row in turns(decisions) if row[0] != "turn_speculative"] == [
+        row for row in expected if row[0] != "turn_speculative"]
+
+
+@pytest.mark.parametrize("name", [
+    "barge-in during a reply: cancel it, keep what was played; the words make it a real interruption",
+    "false interruption: a cough with no words, the reply may resume",
+    "reply played to the end",
+])
+def test_playout_read_ahead_of_the_vad(name: str) -> None:
+    script, policy, expected = CASES[name]
+    events = script().events
+    playout = ("playout_started", "playout_interrupted", "playout_finished")
+    ahead = [e for e in events if e.type in playout] + [e for e in events if e.type not in playout]
+    _, decisions = run(ahead, policy, roundtrip=True)
+    assert turns(decisions) == expected
 
 
 def test_commit_stamps_the_turn_timeline() -> None:

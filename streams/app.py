@@ -1,0 +1,50 @@
+"""The turn processor's Faust app and `voicebus streams`. The agent and table live in streams/turns/agent.py."""
+
+from __future__ import annotations
+
+import argparse
+
+import faust
+
+from schemas.topics import SESSION_PARTITIONS
+from streams.turns.agent import TurnProcessor
+from streams.turns.settings import TurnSettings
+from voicebus.log import setup_logging
+
+
+def make_app(settings: TurnSettings) -> faust.App:
+    datadir = settings.data_dir / "faust" / settings.app_id()
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
+    app = faust.App(
+        settings.app_id(),
+        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        store="memory://",  # the changelog topic is the durable copy; no RocksDB on the worker
+        datadir=str(datadir),
+        web_enabled=False,
+        topic_partitions=SESSION_PARTITIONS,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.turn_commit_interval_s,
+        broker_session_timeout=settings.turn_session_timeout_s,
+        broker_heartbeat_interval=settings.turn_session_timeout_s / 5,
+        producer_linger=0.0,
+    )
+    TurnProcessor(app, settings)
+    return app
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="voicebus streams",
+        description="the turn processor: decides when the person has finished (settings: VOICEBUS_TURN_*)",
+    )
+    parser.parse_args(argv)
+    settings = TurnSettings()
+    setup_logging(settings.log_level, settings.log_json)
+    worker = faust.Worker(make_app(settings), loglevel=settings.log_level, override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0
+    return 0
