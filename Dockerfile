@@ -13,6 +13,6 @@ COPY inference inference
 COPY bench bench
 COPY infra infra
 RUN pip install --no-cache-dir -e ".[vad,aec,tts-espeak,ops]" \
- && pip install --no-cache-dir --no-deps "pocketsphinx==5.1.1"
+ && pip install --no-cache-dir --no-deps "pocketsphinx==5.1.1" "silero-vad==6.2.3"
 ENV VOICEBUS_DATA_DIR=/data
 ENTRYPOINT ["voicebus"]

@@ -134,7 +134,7 @@ async def run_k(k: int, seconds: float, bootstrap: str, port: int, edge_pid: int
 async def main_async(args: argparse.Namespace) -> None:
     bootstrap = os.environ.get("VOICEBUS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     prefix = f"bench{uuid.uuid4().hex[:6]}."
-    env = {**os.environ, "VOICEBUS_TOPIC_PREFIX": prefix, "VOICEBUS_NODE_ID": NODE, "VOICEBUS_PORT": str(args.port),
+    env = {**os.environ, "VOICEBUS_TOPIC_PREFIX": prefix, "VOICEBUS_NODE_ID": NODE, "VOICEBUS_INGEST_PORT": str(args.port),
            "VOICEBUS_MAX_SESSIONS": "200", "VOICEBUS_ICE_HOST_ADDRESSES": "127.0.0.1", "VOICEBUS_LOG_LEVEL": "WARNING"}
     pin = ["taskset", "-c", "0"] if (os.cpu_count() or 1) >= 2 and not args.no_pin else []
     if pin:

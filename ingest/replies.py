@@ -26,7 +26,7 @@ class ReplyConsumer:
         self._settings, self._topic, self._producer, self._route = settings, topic, producer, route
         # A long poll costs no latency (the broker answers as soon as a reply is appended) and saves the CPU
         # that polling every 5 ms would burn on every edge.
-        self._consumer = make_consumer(settings, group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=200)
+        self._consumer = make_consumer(settings, group_id=None, auto_offset_reset="latest")
         self._task: asyncio.Task[None] | None = None
         self.received = 0
 

@@ -174,12 +174,12 @@ class EdgeNode:
 
 @asynccontextmanager
 async def running_edge(settings: IngestSettings) -> AsyncIterator[EdgeNode]:
-    """An edge node serving HTTP on settings.host:settings.port until the block exits (then drained)."""
+    """An edge node serving HTTP on settings.ingest_host:settings.ingest_port until the block exits (then drained)."""
     node = EdgeNode(settings)
     await node.start()
     runner = web.AppRunner(node.app(), handle_signals=False, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port)
     try:
         await site.start()
         yield node
@@ -194,7 +194,7 @@ async def serve(settings: IngestSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running_edge(settings):
-        log.info("edge %s listening on http://%s:%d", settings.node_id, settings.host, settings.port,
+        log.info("edge %s listening on http://%s:%d", settings.node_id, settings.ingest_host, settings.ingest_port,
                  extra={"node_id": settings.node_id})
         await stop.wait()
         log.info("draining", extra={"node_id": settings.node_id})

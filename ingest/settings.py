@@ -22,8 +22,8 @@ class IceServer(BaseModel):
 class IngestSettings(CommonSettings):
     node_id: str = Field("edge-1", pattern=r"^[A-Za-z0-9_-]{1,64}$",
                          description="This edge node's id; it consumes voice.replies.<node_id>.")
-    host: str = Field("127.0.0.1", description="Address the signaling HTTP server listens on.")
-    port: int = Field(8080, description="Port of the signaling HTTP server.")
+    ingest_host: str = Field("127.0.0.1", description="Address the edge's signaling HTTP server listens on.")
+    ingest_port: int = Field(8080, description="Port of the edge's signaling HTTP server.")
     max_sessions: int = Field(50, ge=1, description="Sessions this node holds at most; more get 503.")
     max_body_bytes: int = Field(64 * 1024, description="Largest signaling request body; larger gets 413.")
     auth_token: str = Field("", description="If set, signaling requests must carry 'Authorization: Bearer <it>'.")
@@ -41,7 +41,6 @@ class IngestSettings(CommonSettings):
     vad_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Silero probability that starts speech.")
     vad_min_speech_ms: int = Field(60, description="Speech this long (above threshold) starts an utterance.")
     vad_min_silence_ms: int = Field(240, description="Silence this long ends an utterance.")
-    barge_in_min_speech_ms: int = Field(100, description="Speech over a playing reply this long stops it.")
     jitter_max_wait_ms: int = Field(120, description="Longest the receive buffer waits for a missing packet.")
     audio_queue_frames: int = Field(2000, description="Frames waiting for Kafka beyond which new frames are dropped.")
     event_queue_size: int = Field(5000, description="Events waiting for Kafka beyond which new ones are dropped.")

@@ -29,4 +29,6 @@ extras="vad,aec,tts-espeak,ops"
 .venv/bin/pip install -q -e ".[$extras]"
 # pocketsphinx's one dependency (sounddevice) is for microphones only and needs PortAudio: leave it out.
 .venv/bin/pip install -q --no-deps "pocketsphinx==5.1.1"
+# silero-vad ships the ONNX model we run on onnxruntime; its torch dependency is not needed.
+.venv/bin/pip install -q --no-deps "silero-vad==6.2.3"
 .venv/bin/voicebus kafka fetch

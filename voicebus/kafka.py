@@ -24,13 +24,14 @@ def make_producer(settings: CommonSettings, **overrides: Any) -> AIOKafkaProduce
 
 
 def make_consumer(settings: CommonSettings, *topics: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
-    """A consumer that does not wait to batch (fetch_max_wait_ms small), committing manually."""
+    """A consumer committing manually. The broker answers a fetch as soon as one byte is there (fetch_min_bytes=1),
+    so the fetch wait costs no latency; a short one only burns CPU polling (about 10 % of a core at 5 ms)."""
     options: dict[str, Any] = dict(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=5,
+        fetch_max_wait_ms=100,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     options.update(overrides)

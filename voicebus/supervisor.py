@@ -114,7 +114,7 @@ def main(argv: list[str]) -> int:
     for result in asyncio.run(create_topics(settings, (edge.node_id,))):
         if result.status == "mismatch":
             log.error("topic %s: %s", result.name, result.detail)
-    print(f"voicebus is up: open http://{edge.host}:{edge.port}/ (Ctrl-C stops everything)", flush=True)
+    print(f"voicebus is up: open http://{edge.ingest_host}:{edge.ingest_port}/ (Ctrl-C stops everything)", flush=True)
 
     async def run() -> int:
         stop = asyncio.Event()

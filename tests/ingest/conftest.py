@@ -46,7 +46,7 @@ from tests.conftest import free_port  # noqa: E402
 
 def edge_settings(topics: root.TestTopics, **overrides: Any) -> IngestSettings:
     values: dict[str, Any] = dict(kafka_bootstrap=topics.settings.kafka_bootstrap, topic_prefix=topics.prefix,
-                                  node_id="edge-test", port=free_port(), ice_host_addresses=["127.0.0.1"])
+                                  node_id="edge-test", ingest_port=free_port(), ice_host_addresses=["127.0.0.1"])
     values.update(overrides)
     return IngestSettings(**values)
 
@@ -56,7 +56,7 @@ async def edge(topics: root.TestTopics) -> AsyncIterator[tuple[EdgeNode, str]]:
     await topics.create_all(("edge-test",))
     settings = edge_settings(topics)
     async with running_edge(settings) as node:
-        yield node, f"http://127.0.0.1:{settings.port}"
+        yield node, f"http://127.0.0.1:{settings.ingest_port}"
 
 
 class TopicReader:

@@ -128,7 +128,7 @@ async def test_the_agent_does_not_hear_itself(aec: bool, topics: root.TestTopics
     await topics.create_all(("edge-test",))
     settings = edge_settings(topics, aec=aec)
     async with running_edge(settings):
-        client = EdgeClient(f"http://127.0.0.1:{settings.port}")
+        client = EdgeClient(f"http://127.0.0.1:{settings.ingest_port}")
         client.mic.echo(delay_ms=100, gain=0.3)  # the client's loudspeaker leaks into its microphone
         session_id = await client.connect()
         reply = read_wav(SPEECH / "misc" / "jfk.wav")[:16000 * 8]

@@ -27,7 +27,7 @@ async def offer_without_audio() -> str:
 async def test_bad_inputs_limits_and_auth(topics: root.TestTopics) -> None:
     await topics.create_all(("edge-test",))
     settings = edge_settings(topics, max_sessions=1, max_body_bytes=20_000, auth_token="s3cret")
-    url = f"http://127.0.0.1:{settings.port}"
+    url = f"http://127.0.0.1:{settings.ingest_port}"
     auth = {"Authorization": "Bearer s3cret"}
     cases = [
         (b"{not json", 400),
