@@ -12,6 +12,7 @@ from voicebus.settings import CommonSettings
 # One settings object per service; modules that define them.
 SETTINGS_MODULES = (
     "voicebus.settings",
+    "voicebus.supervisor",
     "ingest.settings",
     "streams.turns.settings",
     "streams.telemetry.settings",
@@ -45,7 +46,8 @@ def env_vars() -> Iterator[tuple[str, str, str, str]]:
             if var in done:
                 continue
             done.add(var)
-            default = "" if field.default is None else str(field.default)
+            value = field.get_default(call_default_factory=True)
+            default = "" if value is None else str(value)
             yield var, default, field.description or "", f"{cls.__module__}.{cls.__name__}"
 
 
