@@ -8,8 +8,8 @@ from voicebus.settings import CommonSettings
 
 # Words after which a sentence rarely ends: a pause here is more likely a hesitation than the end of a turn.
 DEFAULT_CONTINUATION_WORDS = (
-    "and,but,or,so,because,then,if,that,which,who,the,a,an,of,to,for,with,in,on,at,from,my,your,our,their,"
-    "his,her,its,is,are,was,were,am,i,um,uh,er,erm,hmm,like"
+    "and,but,or,so,because,if,that,which,whose,the,a,an,of,to,for,with,from,into,my,your,our,their,"
+    "um,uh,er,erm,hmm"
 )
 
 

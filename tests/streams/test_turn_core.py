@@ -251,7 +251,7 @@ def test_replaying_a_recorded_log_gives_the_same_decisions() -> None:
     """The log as it would be recorded from the topics (bytes through the codecs), replayed twice."""
     codecs = {"vad": VAD.codec, "asr": TRANSCRIPTS.codec, "playout": PLAYOUT.codec, "sessions": SESSIONS.codec}
     script = (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
-              .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(4500).say(5000, 5400, "and then")
+              .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(4500).say(5000, 5400, "and so")
               .say(5800, 6600, "what happened?").wait(8000).end())
     log = [(SOURCES[type(e)], codecs[SOURCES[type(e)]].encode(e)) for e in script.events]
     replays = [run((codecs[src].decode(raw) for src, raw in log), roundtrip=True)[1] for _ in range(2)]
