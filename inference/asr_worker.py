@@ -33,7 +33,7 @@ from voicebus.kafka import make_consumer, make_producer
 log = logging.getLogger(__name__)
 
 RING_MS = 2000  # audio kept before a SpeechStarted arrives (the VAD topic may lag the audio topic)
-STOP_WAIT_S = 0.5  # after SpeechStopped, how long to wait for audio up to the speech end before finishing
+STOP_WAIT_S = 0.5  # after SpeechStopped, finish anyway once the session's audio has stalled this long
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Utterance:
     start_ns: int
     fed_until_ns: int = 0  # media time at the end of the last frame fed
     stop_ns: int | None = None  # the VAD's speech end: finish once audio up to it was fed
-    stop_deadline: float = 0.0
+    stop_seen: float = 0.0  # monotonic time the SpeechStopped arrived
     vad_end_wall_ns: int | None = None  # when the edge decided speech stopped (the final's lag is from here)
     partial: str = ""
     next_partial_ns: int = 0
@@ -200,7 +200,7 @@ class AsrWorker:
         if utt is None:  # started before this worker held the session: use what the ring still has
             utt = await self._open(session_id, event.speech_start_media_ns)
         utt.stop_ns = event.speech_end_media_ns
-        utt.stop_deadline = time.monotonic() + STOP_WAIT_S
+        utt.stop_seen = time.monotonic()
         utt.vad_end_wall_ns = event.wall_ns
         if utt.fed_until_ns > utt.stop_ns:
             await self._finish(session_id)
@@ -243,7 +243,9 @@ class AsrWorker:
         now = time.monotonic()
         for sid, session in list(self._sessions.items()):
             utt = session.utterance
-            if utt is not None and utt.stop_ns is not None and now > utt.stop_deadline:
+            # Audio still flowing will reach the speech end (the VAD topic may run ahead); stalled audio will not.
+            stalled = utt is not None and now - max(utt.stop_seen, session.last_audio) > STOP_WAIT_S
+            if utt is not None and utt.stop_ns is not None and stalled:
                 await self._finish(sid)
             if now - session.last_audio > self.settings.asr_idle_session_s:
                 await self._end_session(sid)

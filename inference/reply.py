@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,7 +27,7 @@ from schemas.telemetry import StageStamped
 
 log = logging.getLogger(__name__)
 
-REPLY_RATE = 16000  # the edge upsamples for Opus
+REPLY_RATE: Literal[16000] = 16000  # the edge upsamples for Opus
 
 Send = Callable[[str, Event], Awaitable[Any]]  # (kind "reply" | "telemetry", event) -> enqueued
 
@@ -132,7 +132,7 @@ class ReplyJob:
         await self._emit("reply", ReplyEnded(turn_id=self.turn_id, chunks=self.chunks, **self._base()))
         await self._released.wait()  # a finished speculative reply waits here for its commit (or its cancel)
 
-    async def _tokens(self) -> AsyncIterator[str]:
+    async def _tokens(self) -> AsyncGenerator[str, None]:
         async with aclosing(self.llm.stream(self.messages)) as tokens:
             async for token in tokens:
                 if token and self.work.tokens == 0:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
@@ -65,10 +65,10 @@ class AsrEngine(ABC):
     async def stream(self, sample_rate: int = 16000) -> AsrStream:
         """A new utterance stream for audio at ``sample_rate``."""
 
-    async def warm(self) -> None:  # noqa: B027
+    async def warm(self) -> None:
         """Load what the first request would otherwise wait for."""
 
-    async def aclose(self) -> None:  # noqa: B027 -- engines without resources need not override
+    async def aclose(self) -> None:
         """Release the engine's resources."""
 
 
@@ -82,13 +82,13 @@ class LlmEngine(ABC):
     name: str
 
     @abstractmethod
-    def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
+    def stream(self, messages: Sequence[Message]) -> AsyncGenerator[str, None]:
         """The reply to the conversation, as text pieces in order (closing the iterator stops the work)."""
 
-    async def warm(self) -> None:  # noqa: B027
+    async def warm(self) -> None:
         """Load what the first request would otherwise wait for."""
 
-    async def aclose(self) -> None:  # noqa: B027
+    async def aclose(self) -> None:
         """Release the engine's resources."""
 
 
@@ -97,11 +97,11 @@ class TtsEngine(ABC):
     sample_rate: int  # of the audio ``stream`` yields
 
     @abstractmethod
-    def stream(self, text: str) -> AsyncIterator[bytes]:
+    def stream(self, text: str) -> AsyncGenerator[bytes, None]:
         """``text`` spoken, as PCM16 mono pieces at ``sample_rate`` (closing the iterator stops the work)."""
 
-    async def warm(self) -> None:  # noqa: B027
+    async def warm(self) -> None:
         """Load what the first request would otherwise wait for."""
 
-    async def aclose(self) -> None:  # noqa: B027
+    async def aclose(self) -> None:
         """Release the engine's resources."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ class EspeakTts(TtsEngine):
             if code != 0 and not cancelled.is_set():
                 raise EngineError(f"espeak_Synth failed with error {code}")
 
-    async def stream(self, text: str) -> AsyncIterator[bytes]:
+    async def stream(self, text: str) -> AsyncGenerator[bytes, None]:
         if not text.strip():
             return
         loop = asyncio.get_running_loop()

@@ -7,7 +7,7 @@ retryable EngineError and the worker decides.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import aiohttp
@@ -100,7 +100,7 @@ class OpenAiLlm(LlmEngine):
         self._http = HttpClient(endpoint)
         self._endpoint, self._temperature, self._max_tokens = endpoint, temperature, max_tokens
 
-    async def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[Message]) -> AsyncGenerator[str, None]:
         body: dict[str, Any] = {
             "model": self._endpoint.model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
@@ -129,7 +129,7 @@ class OpenAiTts(TtsEngine):
         self._http = HttpClient(endpoint)
         self._endpoint, self._voice = endpoint, voice
 
-    async def stream(self, text: str) -> AsyncIterator[bytes]:
+    async def stream(self, text: str) -> AsyncGenerator[bytes, None]:
         if not text.strip():
             return
         body = {"model": self._endpoint.model, "input": text, "voice": self._voice, "response_format": "pcm"}

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from inference.engines.base import LlmEngine, Message
 
-UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-         "seventeen eighteen nineteen").split()
-TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 NUMBER_WORDS = {w: i for i, w in enumerate(UNITS)} | {w: 20 + 10 * i for i, w in enumerate(TENS)}
 OPERATORS = {"plus": "+", "add": "+", "minus": "-", "times": "*", "multiplied": "*", "divided": "/", "over": "/"}
 
@@ -36,14 +35,14 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"\b(what is|what's) your name\b|\bwho are you\b",
      "I'm the voicebus demo agent, a small rule-based responder running on this machine. What's your name?"),
     (r"\b(what can you do|help me|help)\b",
-     "I can chat a little, remember your name, do simple arithmetic, and tell you a story. "
-     "What would you like to try?"),
+     ("I can chat a little, remember your name, do simple arithmetic, and tell you a story. "
+      "What would you like to try?")),
     (r"\bstory\b", STORY),
     (r"\b(weather|temperature)\b",
      "I can't see outside from here, so I don't know the weather. Is it nice where you are?"),
     (r"\b(time|date|day is it)\b", "I don't have a clock I can trust, I'm afraid. Is something coming up soon?"),
-    (r"^(hello|hi|hey|good (morning|afternoon|evening))\b", "Hello! I'm the voicebus demo agent. "
-     "How can I help you today?"),
+    (r"^(hello|hi|hey|good (morning|afternoon|evening))\b",
+     "Hello! I'm the voicebus demo agent. How can I help you today?"),
 )
 QUESTION_START = re.compile(r"^(what|why|how|who|when|where|which|is|are|can|could|do|does|did|will|would|should)\b")
 
@@ -133,7 +132,7 @@ def reply_to(messages: Sequence[Message]) -> str:
 class RulesLlm(LlmEngine):
     name = "embedded-rules"
 
-    async def stream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[Message]) -> AsyncGenerator[str, None]:
         words = reply_to(messages).split(" ")
         for i, word in enumerate(words):
             yield word if i == len(words) - 1 else word + " "

@@ -44,11 +44,11 @@ class Producer:
         self.topics = topics
         self._producer = make_producer(topics.settings)
 
-    async def __aenter__(self) -> Producer:
+    async def __aenter__(self) -> Producer:  # noqa: PYI034
         await self._producer.start()
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self._producer.stop()
 
     async def send(self, topic: str, *events: Any) -> None:

@@ -132,7 +132,7 @@ async def test_sessions_in_parallel_and_vad_ahead_of_audio(topics, speech_dir):
 
 async def test_bad_audio_is_dead_lettered_and_the_worker_goes_on(topics, speech_dir):
     session = EdgeSession(load(speech_dir / "misc" / "goforward.wav"))
-    async with running(topics) as (worker, producer, transcripts), watching(topics, DLQ.name) as dlq:
+    async with running(topics) as (_, producer, transcripts), watching(topics, DLQ.name) as dlq:
         await producer.send_raw(AUDIO.name, b"VBAF but not really a frame", key=session.session_id.encode())
         await publish(producer, session)
         await transcripts.until(lambda ev: finals(ev, session.session_id))

@@ -82,8 +82,8 @@ async def test_wrong_key_is_a_clear_non_retryable_error(openai_server, llm):
 
 
 @pytest.mark.parametrize("raw, expected", [
-    (b'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: {"choices":[{"delta":{"content":"b"}}]}\n\n'
-     b"data: [DONE]\n\n", "ab"),
+    ((b'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: {"choices":[{"delta":{"content":"b"}}]}\n\n'
+      b"data: [DONE]\n\n"), "ab"),
     (b'data: {"choices":[{"delta":{"content":"crlf"}}]}\r\n\r\ndata: [DONE]\r\n\r\n', "crlf"),
     (b': comment\n\nevent: message\ndata: {"choices":[{"delta":{"content":"x"}}]}\n\n', "x"),  # no [DONE]
     (b'data: {"choices":\ndata: [{"delta":{"content":"two lines"}}]}\n\n', "two lines"),

@@ -175,7 +175,7 @@ async def test_redelivered_turn_is_answered_once(topics):
 
 async def test_new_committed_turn_supersedes_the_reply_in_progress(topics):
     turns = Turns()
-    async with running(topics, responder_max_lead_ms=300) as (responder, producer, edge):
+    async with running(topics, responder_max_lead_ms=300) as (_, producer, edge):
         await producer.send(TURNS.name, turns.committed("t1", STORY))
         await edge.until(lambda ev: len(chunks_of(ev, "t1")) >= 2)
         await producer.send(TURNS.name, turns.committed("t2", "hello"))
