@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaConnectionError
 
 from inference.engines.base import AsrEngine, AsrStream, EngineError
 from inference.engines.factory import make_asr
@@ -274,5 +275,10 @@ def main(argv: list[str]) -> int:
             loop.add_signal_handler(sig, stop.set)
         await AsrWorker(settings).run(stop)
 
-    asyncio.run(_run())
+    try:
+        asyncio.run(_run())
+    except KafkaConnectionError:
+        log.error("no Kafka broker answers at %s (start one with `voicebus kafka start`, or set "
+                  "VOICEBUS_KAFKA_BOOTSTRAP)", settings.kafka_bootstrap)
+        return 1
     return 0

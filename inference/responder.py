@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError, KafkaError
 
 from inference.engines.base import LlmEngine, TtsEngine
 from inference.engines.factory import make_llm, make_tts
@@ -362,5 +362,10 @@ def main(argv: list[str]) -> int:
             loop.add_signal_handler(sig, stop.set)
         await Responder(settings).run(stop)
 
-    asyncio.run(_run())
+    try:
+        asyncio.run(_run())
+    except KafkaConnectionError:
+        log.error("no Kafka broker answers at %s (start one with `voicebus kafka start`, or set "
+                  "VOICEBUS_KAFKA_BOOTSTRAP)", settings.kafka_bootstrap)
+        return 1
     return 0
