@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.base import Nanos, NodeId, TurnEvent, now_ns
 
 # The turn timeline of design.md, in order.
-STAGES = (
-    "speech_end",
-    "vad_end",
-    "turn_speculative",
-    "turn_committed",
-    "asr_final",
-    "llm_first_token",
-    "tts_first_audio",
-    "reply_first_at_edge",
-    "reply_first_sent",
-    "reply_last_sent",
-    "barge_in_speech_start",
-)
 Stage = Literal[
     "speech_end",
     "vad_end",
@@ -35,6 +22,7 @@ Stage = Literal[
     "reply_last_sent",
     "barge_in_speech_start",
 ]
+STAGES: tuple[str, ...] = get_args(Stage)
 
 
 class StageStamped(TurnEvent):
