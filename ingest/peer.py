@@ -218,7 +218,7 @@ class EdgeSession:
             if event.turn_id not in self._reply_seen:
                 self._reply_seen.add(event.turn_id)
                 self._stamp(event.turn_id, "reply_first_at_edge", time.time_ns())
-            self.playout.enqueue(event.turn_id, np.frombuffer(event.pcm, dtype="<i2"), event.sample_rate)
+            self.playout.enqueue(event.turn_id, event.index, np.frombuffer(event.pcm, dtype="<i2"), event.sample_rate)
             if event.text:
                 self._tell_page({"type": "reply_text", "turn_id": event.turn_id, "text": event.text})
         elif isinstance(event, ReplyText):

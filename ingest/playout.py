@@ -30,6 +30,7 @@ FRAME_S = FRAME_MS / 1000
 TIME_BASE = fractions.Fraction(1, 48_000)
 RESYNC_S = 0.2  # this far behind the grid (a stalled loop), skip ahead instead of bursting the backlog
 MAX_QUEUED_FRAMES = 120 * 1000 // FRAME_MS  # two minutes of reply audio per session
+DONE_REMEMBERED = 64  # finished replies per session whose late duplicates are still recognised
 
 
 class PlayoutListener(Protocol):
@@ -45,6 +46,7 @@ class Reply:
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))  # < one frame, not yet full
     ended: bool = False
     played: int = 0  # frames sent
+    next_index: int = 0  # the chunk index accepted next: chunks play exactly once, in order
     resampler: Resampler | None = None
 
 
@@ -86,6 +88,8 @@ class PlayoutTrack(MediaStreamTrack):
         super().__init__()
         self._listener, self._far_end, self._on_sent = listener, far_end, on_sent
         self._replies: deque[Reply] = deque()
+        # Replies over (finished, cancelled, interrupted): a redelivered chunk of one must not play it again.
+        self._done: deque[str] = deque(maxlen=DONE_REMEMBERED)
         self._encoder = OpusPacketizer(bitrate)
         self._silence = silence_packet(bitrate)
         self._zeros = np.zeros(FRAME_SAMPLES, dtype=np.int16)
@@ -105,10 +109,13 @@ class PlayoutTrack(MediaStreamTrack):
     def queued_frames(self) -> int:
         return sum(len(r.frames) for r in self._replies)
 
-    def enqueue(self, turn_id: str, pcm: np.ndarray, sample_rate: int) -> None:
+    def enqueue(self, turn_id: str, index: int, pcm: np.ndarray, sample_rate: int) -> None:
+        """Queue chunk ``index`` of a reply. A chunk seen before (a responder that took over a turn resends from
+        0) or one out of order is ignored, so a reply plays once whatever the delivery."""
         reply = self._reply(turn_id, create=True)
-        if reply is None or reply.ended:
+        if reply is None or reply.ended or index != reply.next_index:
             return
+        reply.next_index += 1
         if self.queued_frames() >= MAX_QUEUED_FRAMES:
             log.warning("playout queue full: dropping reply audio", extra={"turn_id": turn_id})
             return
@@ -135,6 +142,7 @@ class PlayoutTrack(MediaStreamTrack):
         if reply is None:
             return
         self._replies.remove(reply)
+        self._done.append(turn_id)
         if reply.played:
             self._listener.playout_finished(turn_id, reply.played * FRAME_MS)
 
@@ -144,6 +152,7 @@ class PlayoutTrack(MediaStreamTrack):
         if turn is None:
             return None
         reply = self._replies.popleft()
+        self._done.append(turn)
         played_ms = reply.played * FRAME_MS
         self._listener.playout_interrupted(turn, played_ms)
         return turn, played_ms
@@ -152,7 +161,7 @@ class PlayoutTrack(MediaStreamTrack):
         for reply in self._replies:
             if reply.turn_id == turn_id:
                 return reply
-        if not create:
+        if not create or turn_id in self._done:
             return None
         reply = Reply(turn_id)
         self._replies.append(reply)
@@ -171,6 +180,7 @@ class PlayoutTrack(MediaStreamTrack):
             if not reply.ended:
                 return None  # underrun: the reply's next chunk has not arrived yet
             self._replies.popleft()
+            self._done.append(reply.turn_id)
             if reply.played:
                 self._listener.playout_finished(reply.turn_id, reply.played * FRAME_MS)
         return None

@@ -29,8 +29,8 @@ def tone(ms: int) -> np.ndarray:
 async def test_reply_is_played_in_order_then_silence_and_events_follow() -> None:
     heard, far = Heard(), []
     track = PlayoutTrack(heard, far_end=far.append)
-    track.enqueue("t1", tone(50), 16000)  # 2.5 frames: the tail waits for more or for the end
-    track.enqueue("t1", tone(50), 16000)
+    track.enqueue("t1", 0, tone(50), 16000)  # 2.5 frames: the tail waits for more or for the end
+    track.enqueue("t1", 1, tone(50), 16000)
     track.end("t1")
     packets = [await track.recv() for _ in range(8)]
     assert [p.pts for p in packets] == [n * 960 for n in range(8)]
@@ -43,7 +43,7 @@ async def test_reply_is_played_in_order_then_silence_and_events_follow() -> None
 async def test_barge_in_stops_on_the_next_frame_and_drops_the_rest() -> None:
     heard, far = Heard(), []
     track = PlayoutTrack(heard, far_end=far.append)
-    track.enqueue("t1", tone(2000), 16000)
+    track.enqueue("t1", 0, tone(2000), 16000)
     for _ in range(3):
         await track.recv()
     assert track.interrupt() == ("t1", 60)
@@ -56,12 +56,34 @@ async def test_barge_in_stops_on_the_next_frame_and_drops_the_rest() -> None:
 async def test_cancel_drops_a_queued_reply_and_a_resampled_reply_plays() -> None:
     heard, far = Heard(), []
     track = PlayoutTrack(heard, far_end=far.append)
-    track.enqueue("t1", tone(100), 16000)
+    track.enqueue("t1", 0, tone(100), 16000)
     track.cancel("t1")
     t = np.arange(2400) / 24_000
-    track.enqueue("t2", (6000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16), 24000)  # 100 ms at 24 kHz
+    track.enqueue("t2", 0, (6000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16), 24000)  # 100 ms at 24 kHz
     track.end("t2")
     for _ in range(7):
         await track.recv()
     assert [e[:2] for e in heard.events] == [("started", "t2"), ("finished", "t2")]
     assert 80 <= heard.events[-1][2] <= 120
+
+
+async def test_a_redelivered_reply_plays_once() -> None:
+    """A responder that takes over a turn resends it from chunk 0: only chunks not yet queued play, and chunks
+    of a reply that already finished never start it again."""
+    heard, far = Heard(), []
+    track = PlayoutTrack(heard, far_end=far.append)
+    track.enqueue("t1", 0, tone(40), 16000)
+    track.enqueue("t1", 1, tone(40), 16000)
+    track.enqueue("t1", 0, tone(40), 16000)  # the new responder starts over
+    track.enqueue("t1", 1, tone(40), 16000)
+    track.enqueue("t1", 2, tone(40), 16000)
+    track.end("t1")
+    for _ in range(10):
+        await track.recv()
+    assert heard.events == [("started", "t1", 0), ("finished", "t1", 120)]
+    track.enqueue("t1", 0, tone(40), 16000)  # late duplicate after the reply finished
+    track.end("t1")
+    for _ in range(4):
+        await track.recv()
+    assert heard.events == [("started", "t1", 0), ("finished", "t1", 120)]
+    assert track.queued_frames() == 0
