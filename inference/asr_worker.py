@@ -12,14 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaConnectionError
 
 from inference.engines.base import AsrEngine, AsrStream, EngineError
 from inference.engines.factory import make_asr
@@ -30,6 +28,7 @@ from schemas.dlq import decode_or_dead_letter
 from schemas.edge import SessionEnded, SpeechStarted, SpeechStopped
 from schemas.topics import AUDIO, DLQ, SESSIONS, TRANSCRIPTS, VAD, spec_for
 from voicebus.kafka import make_consumer, make_producer
+from voicebus.service import run_until_signal
 
 log = logging.getLogger(__name__)
 
@@ -267,18 +266,4 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="voicebus asr", description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     settings = AsrSettings()
-
-    async def _run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await AsrWorker(settings).run(stop)
-
-    try:
-        asyncio.run(_run())
-    except KafkaConnectionError:
-        log.error("no Kafka broker answers at %s (start one with `voicebus kafka start`, or set "
-                  "VOICEBUS_KAFKA_BOOTSTRAP)", settings.kafka_bootstrap)
-        return 1
-    return 0
+    return run_until_signal(settings, AsrWorker(settings).run)

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import socket
 import time
 from collections import OrderedDict, deque
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from inference.engines.base import LlmEngine, TtsEngine
 from inference.engines.factory import make_llm, make_tts
@@ -42,6 +41,7 @@ from schemas.conversation import (
 from schemas.dlq import dead_letter_for, decode_or_dead_letter
 from schemas.topics import DLQ, REPLIES, TELEMETRY, TURNS, replies_topic
 from voicebus.kafka import make_consumer, make_producer
+from voicebus.service import run_until_signal
 
 log = logging.getLogger(__name__)
 
@@ -354,18 +354,4 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="voicebus responder", description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     settings = ResponderSettings()
-
-    async def _run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await Responder(settings).run(stop)
-
-    try:
-        asyncio.run(_run())
-    except KafkaConnectionError:
-        log.error("no Kafka broker answers at %s (start one with `voicebus kafka start`, or set "
-                  "VOICEBUS_KAFKA_BOOTSTRAP)", settings.kafka_bootstrap)
-        return 1
-    return 0
+    return run_until_signal(settings, Responder(settings).run)

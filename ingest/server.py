@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from ingest.replies import ReplyConsumer
 from ingest.settings import IngestSettings
 from schemas.base import new_session_id
 from voicebus.kafka import make_producer
+from voicebus.service import run_until_signal
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +188,7 @@ async def running_edge(settings: IngestSettings) -> AsyncIterator[EdgeNode]:
         await runner.cleanup()
 
 
-async def serve(settings: IngestSettings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+async def serve(settings: IngestSettings, stop: asyncio.Event) -> None:
     async with running_edge(settings):
         log.info("edge %s listening on http://%s:%d", settings.node_id, settings.ingest_host, settings.ingest_port,
                  extra={"node_id": settings.node_id})
@@ -204,23 +200,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="voicebus ingest", description="run a WebRTC edge node "
                                      "(every option also reads VOICEBUS_<NAME>; flags win)")
     parser.add_argument("--node-id")
-    parser.add_argument("--host")
-    parser.add_argument("--port", type=int)
+    parser.add_argument("--host", dest="ingest_host")
+    parser.add_argument("--port", dest="ingest_port", type=int)
     parser.add_argument("--max-sessions", type=int)
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = IngestSettings(**overrides)
     try:
-        asyncio.run(serve(settings))
+        return run_until_signal(settings, lambda stop: serve(settings, stop))
     except OSError as exc:
         log.error("cannot start the edge: %s", exc)
         return 1
-    except Exception as exc:  # noqa: BLE001 -- e.g. no broker: say so plainly
-        from aiokafka.errors import KafkaConnectionError
-
-        if isinstance(exc, KafkaConnectionError):
-            log.error("no Kafka broker answers at %s (start one with `voicebus kafka start`, "
-                      "or set VOICEBUS_KAFKA_BOOTSTRAP)", settings.kafka_bootstrap)
-            return 1
-        raise
-    return 0

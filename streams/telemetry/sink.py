@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from streams.telemetry.server import serve
 from streams.telemetry.settings import TelemetrySettings
 from streams.telemetry.writer import ClickHouse
 from voicebus.kafka import make_consumer, make_producer
+from voicebus.service import run_until_signal
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +176,4 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="voicebus telemetry", description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     settings = TelemetrySettings()
-
-    async def _run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await TelemetrySink(settings).run(stop)
-
-    asyncio.run(_run())
-    return 0
+    return run_until_signal(settings, TelemetrySink(settings).run)
