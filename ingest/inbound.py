@@ -28,7 +28,7 @@ from ingest.engines.aec import EchoCanceller
 from ingest.engines.ns import NoiseSuppressor
 from ingest.engines.vad import VadStream
 from ingest.jitter import TS_MOD, AdaptiveJitterBuffer, Slot, unwrap
-from ingest.speech import Decision, Segmenter
+from ingest.speech import Decision, Segmenter, SpeechStart
 
 STALL_NS = 5_000_000  # a deadline timer this late means the event loop, not the network, held the packet
 
@@ -51,13 +51,17 @@ FrameSink = Callable[[ProcessedFrame, list[Decision]], None]
 
 class Inbound:
     def __init__(self, vad: VadStream, segmenter: Segmenter, sink: FrameSink, echo: EchoCanceller | None = None,
-                 ns: NoiseSuppressor | None = None, max_wait_ms: float = 120.0) -> None:
+                 ns: NoiseSuppressor | None = None, max_wait_ms: float = 120.0,
+                 raw_vad: Callable[[], VadStream] | None = None,
+                 raw_speech: Callable[[SpeechStart], None] | None = None) -> None:
         self.buffer = AdaptiveJitterBuffer(max_wait_ms=max_wait_ms)
         self.clock = CaptureClock()
         self._decoder = OpusDecoder()
         self._resampler = Resampler(OPUS_RATE)
         self._framer = Framer()
         self._vad, self._segmenter, self._sink, self._echo, self._ns = vad, segmenter, sink, echo, ns
+        self._raw_vad, self._raw_speech = raw_vad, raw_speech
+        self._raw: tuple[VadStream, Segmenter] | None = None
         self._first_ts: int | None = None
         self._ts_ref: int | None = None  # last extended RTP timestamp, to unwrap sender reports against
         self._last_arrival = 0
@@ -71,6 +75,16 @@ class Inbound:
     def media_ns(self) -> int:
         """The session's media clock: the end of the last frame cut."""
         return self.frames * NS_PER_FRAME
+
+    def watch_raw(self, on: bool) -> None:
+        """While the agent talks, also run the VAD on the raw microphone and report speech starts to
+        ``raw_speech``. AEC3 that has not converged (there was no echo to learn from: a headset, or a browser
+        that cancels its own) suppresses the person's voice along with the echo, so barge-in must not depend on
+        the cleaned signal alone. Off again when the agent is quiet: it costs a second VAD run per frame."""
+        if not on:
+            self._raw = None
+        elif self._raw is None and self._raw_vad is not None:
+            self._raw = (self._raw_vad(), Segmenter(self._segmenter.params))
 
     def on_packet(self, seq: int, ts: int, payload: bytes, arrival_ns: int) -> None:
         if self._closed:
@@ -136,3 +150,8 @@ class Inbound:
         self._sink(ProcessedFrame(raw.index, media_ns, capture_ns, self._last_arrival, raw.pcm, pcm, probability,
                                   self._segmenter.speaking or probability >= self._segmenter.params.threshold,
                                   raw.concealed), decisions)
+        if self._raw is not None and self._raw_speech is not None:
+            raw_vad, raw_segmenter = self._raw
+            for decision in raw_segmenter.push(media_ns, capture_ns, raw_vad.probability(raw.pcm)):
+                if isinstance(decision, SpeechStart):
+                    self._raw_speech(decision)

@@ -64,7 +64,8 @@ class EdgeSession:
         params = VadParams(threshold=settings.vad_threshold, min_speech_ms=settings.vad_min_speech_ms,
                            min_silence_ms=settings.vad_min_silence_ms)
         self.inbound = Inbound(vad.stream(), Segmenter(params), self._on_frame, echo, ns,
-                               settings.jitter_max_wait_ms)
+                               settings.jitter_max_wait_ms, raw_vad=vad.stream if echo else None,
+                               raw_speech=self._raw_speech_started)
         self._guard = EchoGuard() if echo else None
         self._echo_speech = False  # the current "speech" is the agent's own voice: not published
         self.playout = PlayoutTrack(self, self._far_end(echo), settings.opus_bitrate,
@@ -192,12 +193,20 @@ class EdgeSession:
                             probability=min(1.0, max(0.0, decision.probability)))
 
     def _speech_started(self, decision: SpeechStart) -> None:
-        # Barge-in happens here, before anything goes to Kafka: the agent is quiet from the next frame on.
-        interrupted = self.playout.interrupt()
+        self._barge_in(decision)
         self._event("voice.vad", SpeechStarted, speech_start_media_ns=decision.start_media_ns,
                     speech_start_wall_ns=decision.start_wall_ns,
                     probability=min(1.0, max(0.0, decision.probability)))
         self._tell_page({"type": "speech", "speaking": True})
+
+    def _raw_speech_started(self, decision: SpeechStart) -> None:
+        """Speech on the raw microphone while the agent talks: the person, unless it is the reply's echo."""
+        if self.playout.playing and self._guard is not None and not self._guard.is_echo():
+            self._barge_in(decision)
+
+    def _barge_in(self, decision: SpeechStart) -> None:
+        # Barge-in happens here, before anything goes to Kafka: the agent is quiet from the next frame on.
+        interrupted = self.playout.interrupt()
         if interrupted:
             turn_id, played_ms = interrupted
             self.metrics.barge_ins.inc()
@@ -232,6 +241,7 @@ class EdgeSession:
         now = time.time_ns()
         self._stamp(turn_id, "reply_first_sent", now)
         self._event("voice.playout", PlayoutStarted, turn_id=turn_id)
+        self.inbound.watch_raw(True)
         if self._last_speech_end_wall:
             self._tell_page({"type": "latency", "turn_id": turn_id,
                              "ms": round((now - self._last_speech_end_wall) / 1e6)})
@@ -239,9 +249,11 @@ class EdgeSession:
     def playout_finished(self, turn_id: str, played_ms: int) -> None:
         self._stamp(turn_id, "reply_last_sent", time.time_ns())
         self._event("voice.playout", PlayoutFinished, turn_id=turn_id, played_ms=played_ms)
+        self.inbound.watch_raw(False)
 
     def playout_interrupted(self, turn_id: str, played_ms: int) -> None:
         self._stamp(turn_id, "reply_last_sent", time.time_ns())
+        self.inbound.watch_raw(False)
 
     # -- events --
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from ingest.ice import use_host_addresses
 from tests.conftest import RunningKafka, TestTopics, free_port
 from voicebus.supervisor import Child, UpSettings, supervise
 
@@ -42,8 +43,14 @@ async def wait_healthy(url: str, timeout: float) -> None:
 
 
 @pytest.fixture
-async def platform(kafka: RunningKafka, topics: TestTopics, tmp_path: Path,
-                   monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Platform]:
+def platform_env() -> dict[str, str]:
+    """Extra environment for every service of the platform (a test module may override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+async def platform(kafka: RunningKafka, topics: TestTopics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                   platform_env: dict[str, str]) -> AsyncIterator[Platform]:
     port = free_port()
     env = {
         "VOICEBUS_KAFKA_BOOTSTRAP": kafka.bootstrap,
@@ -54,9 +61,11 @@ async def platform(kafka: RunningKafka, topics: TestTopics, tmp_path: Path,
         "VOICEBUS_ICE_HOST_ADDRESSES": "127.0.0.1",
         "VOICEBUS_TELEMETRY_QUERY_PORT": str(free_port()),
         "VOICEBUS_TELEMETRY_BATCH_SECONDS": "0.2",
+        **platform_env,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    use_host_addresses(["127.0.0.1"])  # this process's WebRTC clients: loopback only, like the edge
     await topics.create_all((NODE,))
     children: list[Child] = []
     stop = asyncio.Event()

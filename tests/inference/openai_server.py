@@ -47,6 +47,7 @@ class Behaviour:
     error_event_after: int | None = None  # send an {"error": ...} event after this many tokens
     stall_s: float = 0.0  # wait this long before answering at all
     raw_sse: bytes | None = None  # send exactly this as the chat stream body
+    reply_text: str | None = None  # answer every chat with this text instead of the rules engine's reply
 
 
 class OpenAiProtocolServer:
@@ -118,7 +119,7 @@ class OpenAiProtocolServer:
         self.requests.append((request.path, body))
         try:
             messages = [Message(m["role"], m["content"]) for m in body["messages"]]
-            text = reply_to(messages)
+            text = self.behaviour.reply_text or reply_to(messages)
         except (KeyError, TypeError, ValueError) as exc:
             return web.json_response({"error": {"message": str(exc)}}, status=400)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
