@@ -26,6 +26,17 @@ def free_port() -> int:
 class RunningKafka:
     bootstrap: str
     start_seconds: float
+    pid: int
+
+
+_BROKERS: list[RunningKafka] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for b in _BROKERS:
+        terminalreporter.write_line(f"integration tests ran against a real Kafka broker started by the project "
+                                    f"(voicebus.kafka_broker) at {b.bootstrap}, pid {b.pid}, "
+                                    f"ready in {b.start_seconds:.1f} s")
 
 
 @pytest.fixture(scope="session")
@@ -37,10 +48,10 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningKafka]:
     settings = KafkaBrokerSettings(kafka_port=port, kafka_controller_port=free_port())
     broker = LocalKafka(settings, state_dir=tmp_path_factory.mktemp("kafka"))
     started = broker.start()
-    print(f"\n[voicebus tests] real Kafka broker started by the project at {started.bootstrap} "
-          f"(pid {started.pid}, {started.seconds:.1f} s)")
+    running = RunningKafka(started.bootstrap, started.seconds, started.pid)
+    _BROKERS.append(running)
     try:
-        yield RunningKafka(started.bootstrap, started.seconds)
+        yield running
     finally:
         broker.stop()
 
