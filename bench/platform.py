@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bench.kafka_floor import measure_hop
+from ingest.ice import use_host_addresses
 from bench.simulate import DEFAULT_AUDIO, SERVER_COLUMNS, Script, converse, server_turns
 from voicebus.settings import CommonSettings
 
@@ -28,10 +29,13 @@ def pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
-async def run_level(url: str, sessions: int, turns: int) -> dict[str, Any]:
+async def run_level(url: str, sessions: int, turns: int, stagger_s: float) -> dict[str, Any]:
     script = Script(DEFAULT_AUDIO, turns, pause_s=0.5, reply_timeout_s=30.0, barge_in_every=0)
-    results = await asyncio.gather(*(converse(url, "", script, i, lambda t: None) for i in range(sessions)),
-                                   return_exceptions=True)
+    async def caller(i: int) -> list[Any]:
+        await asyncio.sleep(i * stagger_s)  # callers do not all speak at the same instant
+        return await converse(url, "", script, i, lambda t: None)
+
+    results = await asyncio.gather(*(caller(i) for i in range(sessions)), return_exceptions=True)
     turns_out = [t for r in results if not isinstance(r, BaseException) for t in r]
     v2v = [t.client_v2v_ms for t in turns_out if t.client_v2v_ms is not None]
     rows = await server_turns(sorted({t.session_id for t in turns_out}), len(turns_out), 30.0) if turns_out else []
@@ -87,7 +91,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"floor": {"p50_ms": pct(list(floor), 50), "p99_ms": pct(list(floor), 99),
                                         "hops": CRITICAL_PATH_HOPS}, "levels": []}
     for sessions in args.sessions:
-        level = await run_level(args.url, sessions, args.turns)
+        level = await run_level(args.url, sessions, args.turns, args.stagger)
         report["levels"].append(level)
     return report
 
@@ -96,9 +100,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="voicebus bench", description=__doc__)
     parser.add_argument("--sessions", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50])
     parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--stagger", type=float, default=1.0, help="seconds between the starts of two callers")
     parser.add_argument("--url", default="http://127.0.0.1:8080")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--ice-host", default="", help="gather ICE candidates on this address only (e.g. 127.0.0.1)")
     args = parser.parse_args(argv)
+    use_host_addresses([args.ice_host] if args.ice_host else [])
     report = asyncio.run(run(args))
     table = markdown(report)
     print(table)
