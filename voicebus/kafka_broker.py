@@ -64,6 +64,7 @@ class BrokerStarted:
     pid: int
     seconds: float
     downloaded: bool
+    reused: bool = False  # it was already running: whoever started it stops it
 
 
 class LocalKafka:
@@ -91,7 +92,7 @@ class LocalKafka:
         t0 = time.monotonic()
         if (pid := self.pid()) is not None:
             self._wait_ready(None)
-            return BrokerStarted(self.bootstrap, pid, time.monotonic() - t0, False)
+            return BrokerStarted(self.bootstrap, pid, time.monotonic() - t0, False, reused=True)
         s = self.settings
         downloaded = fetch_jars(s.kafka_jar_cache)
         config = self._write_config()

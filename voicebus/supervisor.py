@@ -104,7 +104,10 @@ def main(argv: list[str]) -> int:
     broker = LocalKafka(settings) if settings.up_start_kafka else None
     if broker is not None:
         started = broker.start()
-        log.info("kafka ready at %s in %.1f s", started.bootstrap, started.seconds)
+        log.info("kafka ready at %s in %.1f s%s", started.bootstrap, started.seconds,
+                 " (already running: left running at exit)" if started.reused else "")
+        if started.reused:
+            broker = None
         settings = settings.model_copy(update={"kafka_bootstrap": started.bootstrap})
         os.environ["VOICEBUS_KAFKA_BOOTSTRAP"] = started.bootstrap
 
