@@ -91,7 +91,7 @@ CASES: dict[str, tuple[Callable[[], Conversation], Policy, list[tuple[Any, ...]]
         lambda: conv().say(500, 1500, "").wait(3000), DEFAULT, [],
     ),
     "final transcript never comes: committed with the text it has after the ASR wait": (
-        lambda: conv().say(500, 1500, "i want to").say(1800, 2400, None).wait(4000), DEFAULT,
+        lambda: conv().say(500, 1500, "i want to").say(1800, 2400, None).wait(7000), DEFAULT,
         [("turn_committed", "1", "i want to")],
     ),
     "speculation off (threshold at the speculative pause)": (
