@@ -80,6 +80,11 @@ def silence_packet(bitrate: int) -> bytes:
     return packet
 
 
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
 class PlayoutTrack(MediaStreamTrack):
     kind = "audio"
 
@@ -95,6 +100,7 @@ class PlayoutTrack(MediaStreamTrack):
         self._zeros = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self._t0: float | None = None
         self._n = 0
+        self._idle_wait: asyncio.Future[bool] | None = None  # the track's wait for its next slot, while silent
         self.frames_sent = 0
         self.lateness_ms: deque[float] = deque(maxlen=3000)  # send time minus grid slot, recent frames
         self.send_times: deque[float] = deque(maxlen=3000)  # wall clock of each frame handed to aiortc
@@ -126,6 +132,8 @@ class PlayoutTrack(MediaStreamTrack):
         whole = len(pcm) // FRAME_SAMPLES * FRAME_SAMPLES
         reply.frames.extend(pcm[i:i + FRAME_SAMPLES] for i in range(0, whole, FRAME_SAMPLES))
         reply.tail = pcm[whole:]
+        if reply.frames and self._replies[0] is reply and self._idle_wait is not None:
+            _resolve(self._idle_wait, True)  # audio to play: do not wait for the rest of the silent slot
 
     def end(self, turn_id: str) -> None:
         """No more audio will come for this reply: finish it after what is queued."""
@@ -185,6 +193,22 @@ class PlayoutTrack(MediaStreamTrack):
                 self._listener.playout_finished(reply.turn_id, reply.played * FRAME_MS)
         return None
 
+    def _has_audio(self) -> bool:
+        return bool(self._replies and self._replies[0].frames)
+
+    async def _wait(self, delay: float, wakeable: bool) -> bool:
+        """Sleep ``delay`` s; True if a reply's audio cut a wakeable sleep short. A future and a timer, as
+        asyncio.sleep uses, so the silent path costs no more than before."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        timer = loop.call_later(delay, _resolve, future, False)
+        self._idle_wait = future if wakeable else None
+        try:
+            return await future
+        finally:
+            timer.cancel()
+            self._idle_wait = None
+
     async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
@@ -196,8 +220,10 @@ class PlayoutTrack(MediaStreamTrack):
             due = self._t0 + self._n * FRAME_S
             if now - due > RESYNC_S:
                 self._t0, self._n = now, 0
-            else:
-                await asyncio.sleep(max(0.0, due - now))
+            elif due > now and await self._wait(due - now, wakeable=not self._has_audio()):
+                # A reply arrived while silence was due: send its first frame now and move the 20 ms grid
+                # here (RTP timestamps stay continuous), instead of making it wait up to a frame for the slot.
+                self._t0 = time.time() - self._n * FRAME_S
         sent = time.time()
         self.lateness_ms.append((sent - (self._t0 + self._n * FRAME_S)) * 1000)
         self.send_times.append(sent)

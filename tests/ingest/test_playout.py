@@ -87,3 +87,24 @@ async def test_a_redelivered_reply_plays_once() -> None:
         await track.recv()
     assert heard.events == [("started", "t1", 0), ("finished", "t1", 120)]
     assert track.queued_frames() == 0
+
+
+async def test_a_reply_arriving_while_silent_is_sent_without_waiting_for_the_slot() -> None:
+    """The first frame of a reply leaves as soon as its audio is there; the grid moves to it."""
+    import asyncio
+
+    heard = Heard()
+    track = PlayoutTrack(heard)
+    await track.recv()  # t0: the grid starts
+    await track.recv()  # one silent frame, on the grid
+    slot = track.send_times[-1] + 0.020  # when the next frame is due on the old grid
+    waiting = asyncio.ensure_future(track.recv())
+    for _ in range(3):
+        await asyncio.sleep(0)  # let the track reach its wait for that slot (no wall time passes)
+    track.enqueue("t1", 0, tone(100), 16000)
+    await waiting
+    assert heard.events == [("started", "t1", 0)]
+    assert track.send_times[-1] < slot - 0.005  # sent at once, ahead of the slot it would have waited for
+    nxt = await track.recv()  # the grid now runs from the reply's first frame
+    assert 0.015 < track.send_times[-1] - track.send_times[-2] < 0.030
+    assert nxt.pts == 3 * 960  # RTP timestamps stay continuous
