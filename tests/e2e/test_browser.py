@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.browser import CHROMIUM, MISSING, chromium_command
 from tests.conftest import SPEECH
 from tests.e2e.conftest import Platform
 from tests.e2e.test_conversation import turns_in_clickhouse
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "") if p and Path(p).exists()),
-                None)
 
 # The energy of the agent audio the page has received, from the browser's own WebRTC statistics.
 RECEIVED_ENERGY = """(async () => {
@@ -53,16 +50,10 @@ class DevTools:
         return None
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+@pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
 async def test_a_browser_talks_to_the_agent_and_hears_it(platform: Platform, tmp_path: Path) -> None:
-    assert CHROMIUM is not None
     profile = tmp_path / "profile"
-    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={SPEECH / 'misc' / 'goforward.wav'}",
-            "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
-            "--remote-debugging-port=0", f"{platform.url}/?autostart=1&raw=1"]
+    args = chromium_command(f"{platform.url}/?autostart=1&raw=1", profile, SPEECH / "misc" / "goforward.wav")
     browser = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     devtools = DevTools(profile)
     stats: dict[str, Any] = {}

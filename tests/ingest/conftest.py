@@ -1,17 +1,14 @@
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from bench.edge_client import read_wav  # noqa: F401 -- one WAV reader for tests and tools
 
 SPEECH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech"
 
 
-def read_wav(path: Path) -> np.ndarray:
-    with wave.open(str(path), "rb") as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
 
 
 def lab_span(path: Path) -> tuple[float, float]:

@@ -4,7 +4,6 @@ speech) arrives on voice.audio as frames with speech."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,26 +12,16 @@ import pytest
 
 import tests.conftest as root
 from ingest.server import EdgeNode
+from tests.browser import CHROMIUM, MISSING, chromium_command
 from tests.ingest.conftest import SPEECH, TopicReader
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromium") or "") if p and Path(p).exists()),
-                None)
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+@pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
 async def test_browser_page_connects_and_its_speech_reaches_kafka(edge: tuple[EdgeNode, str], topics: root.TestTopics,
                                                                   tmp_path: Path) -> None:
     node, url = edge
-    assert CHROMIUM is not None
-    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}", "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={SPEECH / 'misc' / 'jfk.wav'}",
-            "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
-            "--remote-debugging-port=0", f"{url}/?autostart=1&raw=1"]
+    args = chromium_command(f"{url}/?autostart=1&raw=1", tmp_path / "profile", SPEECH / "misc" / "jfk.wav")
     browser = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         async with asyncio.timeout(20):

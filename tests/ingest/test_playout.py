@@ -106,5 +106,5 @@ async def test_a_reply_arriving_while_silent_is_sent_without_waiting_for_the_slo
     assert heard.events == [("started", "t1", 0)]
     assert track.send_times[-1] < slot - 0.005  # sent at once, ahead of the slot it would have waited for
     nxt = await track.recv()  # the grid now runs from the reply's first frame
-    assert 0.015 < track.send_times[-1] - track.send_times[-2] < 0.030
+    assert 0.015 < track.send_times[-1] - track.send_times[-2] < 0.035  # the old grid would give ~40 ms
     assert nxt.pts == 3 * 960  # RTP timestamps stay continuous
