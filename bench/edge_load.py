@@ -77,7 +77,8 @@ async def run_k(k: int, seconds: float, bootstrap: str, port: int, edge_pid: int
         chunks = [reply[j:j + 3200] for j in range(0, len(reply), 3200)]
         for j, pcm in enumerate(chunks):
             event = ReplyAudioChunk(session_id=c.session_id, seq=j, media_ns=0, wall_ns=time.time_ns(),
-                                    turn_id="bench", index=j, pcm=pcm.tobytes())
+                                    turn_id="bench", index=j, pcm=pcm.tobytes(), speech_start_media_ns=0,
+                                    speech_end_media_ns=0)
             await producer.send(f"{prefix}voice.replies.{NODE}", REPLIES.codec.encode(event),
                                 key=c.session_id.encode())
         end = ReplyEnded(session_id=c.session_id, seq=len(chunks), media_ns=0, wall_ns=1, turn_id="bench",

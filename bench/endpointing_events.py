@@ -3,7 +3,10 @@
 Used by the endpointing benchmark (timings from real speech labels) and by the turn processor's tests. It
 follows the edge's segmenter (ingest/speech.py): SpeechStarted once speech has lasted ``confirm_ms``,
 SpeechStopped ``vad_silence_ms`` after the last voiced frame, VadProgress on every 20 ms frame for 2 s after
-speech stopped and otherwise every 200 ms; the ASR's final comes right after SpeechStopped.
+speech stopped and otherwise every 200 ms. The ASR follows its worker (inference/asr_worker.py) and the
+contract in schemas.conversation: from SpeechStarted it emits a partial every ``partial_ms`` of audio fed,
+stamped with the audio fed so far (past the speech end, through the hangover), then the final right after
+SpeechStopped, stamped no earlier than the last partial.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.base import Event
-from schemas.conversation import TranscriptFinal
+from schemas.conversation import TranscriptFinal, TranscriptPartial
 from schemas.edge import (
     PlayoutFinished,
     PlayoutInterrupted,
@@ -31,9 +34,10 @@ class Conversation:
     """Append-only script: ``say`` and ``wait`` walk the media clock frame by frame, emitting events."""
 
     def __init__(self, session_id: str, node_id: str = "edge-1", *, vad_silence_ms: int = 240,
-                 confirm_ms: int = 60, asr_lag_ms: int = 5, progress_after_ms: int = 2000) -> None:
+                 confirm_ms: int = 60, asr_lag_ms: int = 5, progress_after_ms: int = 2000,
+                 partial_ms: int = 300) -> None:
         self.session_id, self.node_id = session_id, node_id
-        self.vad_silence_ms, self.confirm_ms = vad_silence_ms, confirm_ms
+        self.vad_silence_ms, self.confirm_ms, self.partial_ms = vad_silence_ms, confirm_ms, partial_ms
         self.asr_lag_ms, self.progress_after_ms = asr_lag_ms, progress_after_ms
         self.events: list[Event] = []
         self.t_ms = 0  # the next frame to walk
@@ -71,6 +75,8 @@ class Conversation:
         start, end = _frame_ms(start_ms), _frame_ms(end_ms)
         assert start >= self.t_ms and end >= start + self.confirm_ms, (start, end, self.t_ms)
         self.wait(start)
+        words = (text or "").split()
+        next_partial = start + self.confirm_ms + self.partial_ms
         while self.t_ms <= end:
             if self.t_ms == start + self.confirm_ms:
                 self._edge(SpeechStarted, self.t_ms, speech_start_media_ns=start * MS,
@@ -79,15 +85,28 @@ class Conversation:
                     self._edge(PlayoutInterrupted, self.t_ms, turn_id=barge_in[0], played_ms=barge_in[1],
                                barge_in_media_ns=start * MS)
             self._frame(self.t_ms >= start + self.confirm_ms, voiced=True)
+            if self.t_ms >= next_partial and words:
+                heard = words[:max(1, len(words) * (self.t_ms - start) // max(1, end - start))]
+                self._partial(start, self.t_ms, " ".join(heard))
+                next_partial = self.t_ms + self.partial_ms
         stop = end + self.vad_silence_ms
         while self.t_ms < stop:  # the edge's hangover: still "speaking", no longer voiced
             self._frame(True)
+            if self.t_ms >= next_partial and words:  # audio past the speech end is still fed
+                self._partial(start, self.t_ms, " ".join(words))
+                next_partial = self.t_ms + self.partial_ms
         self._edge(SpeechStopped, stop, speech_start_media_ns=start * MS, speech_end_media_ns=end * MS,
                    speech_end_wall_ns=WALL0_NS + end * MS)
         self._progress_until = stop + self.progress_after_ms
         if text is not None:
-            self.final(start, end, text, at_ms=stop)
+            self.final(start, end, text, at_ms=stop + FRAME_MS)  # the worker has fed the frame past the stop
         return self
+
+    def _partial(self, start_ms: int, fed_ms: int, text: str) -> None:
+        self.events.append(TranscriptPartial(session_id=self.session_id, seq=self._next_seq("asr"),
+                                             media_ns=fed_ms * MS, wall_ns=WALL0_NS + (fed_ms + self.asr_lag_ms) * MS,
+                                             text=text, start_media_ns=start_ms * MS, end_media_ns=fed_ms * MS,
+                                             engine="script"))
 
     def final(self, start_ms: int, end_ms: int, text: str, at_ms: int | None = None) -> Conversation:
         at = self.t_ms if at_ms is None else at_ms

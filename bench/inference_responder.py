@@ -89,12 +89,12 @@ async def run(settings: ResponderSettings, turns: int) -> None:
     session = new_session_id()
     try:
         # Warm-up turn (consumer assignment, first metadata lookups).
-        await b.send(TurnCommitted, session, "warm", text="hello", speech_end_media_ns=0)
+        await b.send(TurnCommitted, session, "warm", text="hello", speech_start_media_ns=0, speech_end_media_ns=0)
         await b.until("warm", "reply_ended")
 
         cold = []
         for i in range(turns):
-            t0 = await b.send(TurnCommitted, session, f"c{i}", text=TEXTS[i % len(TEXTS)], speech_end_media_ns=0)
+            t0 = await b.send(TurnCommitted, session, f"c{i}", text=TEXTS[i % len(TEXTS)], speech_start_media_ns=0, speech_end_media_ns=0)
             cold.append((await b.until(f"c{i}", "reply_audio_chunk") - t0) * 1000)
             await b.until(f"c{i}", "reply_ended")
         inside = list(responder.stats.commit_to_first_chunk_ms)[1:]
@@ -104,9 +104,9 @@ async def run(settings: ResponderSettings, turns: int) -> None:
         warm = []
         for i in range(turns):
             text = TEXTS[i % len(TEXTS)]
-            await b.send(TurnSpeculative, session, f"s{i}", text=text, speech_end_media_ns=0)
+            await b.send(TurnSpeculative, session, f"s{i}", text=text, speech_start_media_ns=0, speech_end_media_ns=0)
             await responder.wait_for(lambda r, t=f"s{i}": r.held_audio_ms(t) > 0, 30)
-            t0 = await b.send(TurnCommitted, session, f"s{i}", text=text, speech_end_media_ns=0)
+            t0 = await b.send(TurnCommitted, session, f"s{i}", text=text, speech_start_media_ns=0, speech_end_media_ns=0)
             warm.append((await b.until(f"s{i}", "reply_audio_chunk") - t0) * 1000)
             await b.until(f"s{i}", "reply_ended")
         print(f"speculative turn prepared, then committed -> first chunk at the edge: {ms(warm)}")
@@ -117,14 +117,14 @@ async def run(settings: ResponderSettings, turns: int) -> None:
         for i in range(turns):
             tid, text, kind = f"w{i}", TEXTS[i % len(TEXTS)], i % 4
             await b.send(TurnSpeculative, session, tid, text=text if kind != 2 else text + " please",
-                         speech_end_media_ns=0)
+                         speech_start_media_ns=0, speech_end_media_ns=0)
             await responder.wait_for(lambda r, t=tid: r.held_audio_ms(t) > 0, 30)
             if kind == 3:
                 await b.send(TurnCancelled, session, tid, reason="withdrawn")
-                await b.send(TurnCommitted, session, f"{tid}x", text="thank you", speech_end_media_ns=0)
+                await b.send(TurnCommitted, session, f"{tid}x", text="thank you", speech_start_media_ns=0, speech_end_media_ns=0)
                 await b.until(f"{tid}x", "reply_ended")
             else:
-                await b.send(TurnCommitted, session, tid, text=text, speech_end_media_ns=0)
+                await b.send(TurnCommitted, session, tid, text=text, speech_start_media_ns=0, speech_end_media_ns=0)
                 await b.until(tid, "reply_ended")
         s = responder.stats
         used = (s.used.tokens - used0[0], s.used.audio_ms - used0[1])
@@ -137,7 +137,7 @@ async def run(settings: ResponderSettings, turns: int) -> None:
         cancel_e2e = []
         n0 = len(responder.stats.cancel_ms)
         for i in range(max(5, turns // 2)):
-            await b.send(TurnCommitted, session, f"k{i}", text="tell me a story", speech_end_media_ns=0)
+            await b.send(TurnCommitted, session, f"k{i}", text="tell me a story", speech_start_media_ns=0, speech_end_media_ns=0)
             await b.until(f"k{i}", "reply_audio_chunk")
             t0 = await b.send(TurnCancelled, session, f"k{i}", reason="barge_in")
             cancel_e2e.append((await b.until(f"k{i}", "reply_cancelled") - t0) * 1000)

@@ -54,6 +54,7 @@ class Session:
     utterance: Utterance | None = None
     last_audio: float = field(default_factory=time.monotonic)
     seq: int = 0
+    media_ns: int = 0  # media time of the last transcript sent: never goes backwards (schemas.conversation)
 
 
 @dataclass
@@ -215,10 +216,11 @@ class AsrWorker:
             text = " ".join((await utt.stream.finish()).split())
         finally:
             await utt.stream.aclose()
-        end_ns = utt.stop_ns if utt.stop_ns is not None else utt.fed_until_ns
+        end_ns = max(utt.stop_ns if utt.stop_ns is not None else utt.fed_until_ns, utt.start_ns)
+        # The span is the speech; the event's media time is the audio consumed, as for the partials before it.
         await self._send(session_id, TranscriptFinal(
-            text=text, start_media_ns=utt.start_ns, end_media_ns=max(end_ns, utt.start_ns),
-            engine=self.engine.name, **self._base(session_id, max(end_ns, utt.start_ns))))
+            text=text, start_media_ns=utt.start_ns, end_media_ns=end_ns,
+            engine=self.engine.name, **self._base(session_id, max(end_ns, utt.fed_until_ns))))
         self.stats.finals += 1
         self.stats.empty_finals += not text
         self.stats.final_lag_ms.append((time.perf_counter() - t0) * 1000)
@@ -255,7 +257,9 @@ class AsrWorker:
     def _base(self, session_id: str, media_ns: int) -> dict[str, Any]:
         session = self._sessions[session_id]
         session.seq += 1
-        return {"session_id": session_id, "seq": session.seq, "media_ns": media_ns, "wall_ns": time.time_ns()}
+        session.media_ns = max(session.media_ns, media_ns)
+        return {"session_id": session_id, "seq": session.seq, "media_ns": session.media_ns,
+                "wall_ns": time.time_ns()}
 
     async def _send(self, session_id: str, event: Any) -> None:
         await self._producer.send(self.settings.topic(TRANSCRIPTS.name), TRANSCRIPTS.codec.encode(event),

@@ -164,7 +164,9 @@ class ReplyJob:
         await self._pace()
         # The sentence's text rides on its first chunk (captions at the edge).
         event = ReplyAudioChunk(turn_id=self.turn_id, index=self.chunks, sample_rate=REPLY_RATE, pcm=pcm,
-                                text="" if spoken.ms else spoken.text, **self._base())
+                                text="" if spoken.ms else spoken.text,
+                                speech_start_media_ns=self.turn.speech_start_media_ns,
+                                speech_end_media_ns=self.turn.speech_end_media_ns, **self._base())
         self.chunks += 1
         self.work.audio_ms += duration_ms(pcm, REPLY_RATE)
         spoken.ms += duration_ms(pcm, REPLY_RATE)

@@ -59,6 +59,19 @@ def _transcript_final_v1(p: Payload) -> Payload:
     return {**out, "start_media_ns": p["start_ms"] * 1_000_000, "end_media_ns": p["end_ms"] * 1_000_000}
 
 
+@upcaster("turn_speculative", 1)
+@upcaster("turn_committed", 1)
+def _turn_v1(p: Payload) -> Payload:
+    # v1 had no start of the turn's speech: an empty span at its end.
+    return {**p, "speech_start_media_ns": p["speech_end_media_ns"]}
+
+
+@upcaster("reply_audio_chunk", 1)
+def _reply_audio_chunk_v1(p: Payload) -> Payload:
+    # v1 did not say which speech the reply answers.
+    return {**p, "speech_start_media_ns": 0, "speech_end_media_ns": 0}
+
+
 class JsonCodec(Generic[T]):
     """JSON for one topic's discriminated union of event models."""
 

@@ -1,4 +1,26 @@
-"""Transcripts (voice.transcripts), turn decisions (voice.turns) and replies (voice.replies.<node>)."""
+"""Transcripts (voice.transcripts), turn decisions (voice.turns) and replies (voice.replies.<node>).
+
+The ASR -> turn processor contract (voice.transcripts, keyed by session id)
+--------------------------------------------------------------------------
+An *utterance* is the speech between one SpeechStarted and its SpeechStopped on voice.vad; the ASR names it by
+its start, ``start_media_ns`` (the VAD's ``speech_start_media_ns``).
+
+The ASR (producer) keeps, per session:
+- for each utterance, zero or more TranscriptPartial, then exactly one TranscriptFinal, all with the same
+  ``start_media_ns``; the final's ``end_media_ns`` is the VAD's speech end (or the audio fed, when the VAD's
+  stop never came); a partial's ``end_media_ns`` is the audio fed so far, which may run past the speech end;
+- the event's own ``media_ns`` is the session's media clock when it was made: the end of the audio the
+  recogniser had consumed. It never goes backwards within one worker's stream for a session, so a final is
+  never stamped before the partials it supersedes;
+- ``seq`` counts up per session within one worker; a worker that takes a session over starts again.
+
+The turn processor (consumer) relies on nothing else. In particular it must not assume:
+- any order between voice.transcripts and voice.vad / voice.playout (separate topics, read independently: a
+  final may come before its SpeechStopped, or seconds after it);
+- that ``seq`` or ``media_ns`` increase across workers (a rebalance restarts both).
+So it identifies a final by its span, applies a repeated final once, matches finals to turns by span overlap
+(never by arrival), and treats partials as hints that a later final supersedes.
+"""
 
 from __future__ import annotations
 
@@ -32,18 +54,27 @@ class TranscriptFinal(Event):
 
 
 class TurnSpeculative(TurnEvent):
-    """A short pause with text: the responder may start, holding its output until the turn is committed."""
+    """A short pause with text: the responder may start, holding its output until the turn is committed.
+    ``speech_start_media_ns``..``speech_end_media_ns`` is the span of the person's speech in the turn."""
 
+    VERSION = 2
     type: Literal["turn_speculative"] = "turn_speculative"
+    schema_version: int = 2
     node_id: NodeId
     text: str
+    speech_start_media_ns: Nanos
     speech_end_media_ns: Nanos
 
 
 class TurnCommitted(TurnEvent):
+    """The person's turn is over: answer ``text``. The span is that of the speech it covers."""
+
+    VERSION = 2
     type: Literal["turn_committed"] = "turn_committed"
+    schema_version: int = 2
     node_id: NodeId
     text: str
+    speech_start_media_ns: Nanos
     speech_end_media_ns: Nanos
 
 
@@ -78,9 +109,14 @@ class TurnEnded(TurnEvent):
 
 
 class ReplyAudioChunk(TurnEvent):
-    """Playable reply audio, PCM16 mono. ``index`` counts from 0 within the reply (duplicates share it)."""
+    """Playable reply audio, PCM16 mono. ``index`` counts from 0 within the reply (duplicates share it).
+    The span is the person's speech the reply answers (the turn's), so the edge can tell its client."""
 
+    VERSION = 2
     type: Literal["reply_audio_chunk"] = "reply_audio_chunk"
+    schema_version: int = 2
+    speech_start_media_ns: Nanos
+    speech_end_media_ns: Nanos
     index: Annotated[int, Field(ge=0)]
     sample_rate: Literal[8000, 16000, 22050, 24000, 48000] = 16000
     pcm: bytes

@@ -1,9 +1,13 @@
-"""Turn-taking decisions: pure functions of the state and one event, driven by the media time in events.
+"""Turn-taking decisions: a pure function of the state and one event, driven by the media time in events.
 
-``evolve(state, event, ctx)`` gives the next state and ``decide(state, event, ctx)`` the events to publish; both
-are projections of ``step``, which the Faust shell calls once per event. ``ctx.wall_ns`` is the processor's
-clock: it only stamps when a decision was made (a measurement for telemetry), it never makes one, so replaying
-a session's events gives the same decisions.
+``step(state, event, ctx)`` gives the next state and the events to publish; the Faust shell calls it once per
+event. ``ctx.wall_ns`` is the processor's clock: it only stamps when a decision was made (a measurement for
+telemetry), it never makes one, so replaying a session's events gives the same decisions.
+
+The topics are read independently, so events of one session arrive in any interleaving of their topics (each
+topic in order). The edge's events (VAD, playout, sessions) carry one sequence per session and are applied once
+by a watermark; transcripts follow the ASR contract in ``schemas.conversation``: a final is identified by its
+span and matched to a turn by overlap, whatever order it arrives in.
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ Inbound = (
     SpeechStarted | SpeechStopped | VadProgress | TranscriptPartial | TranscriptFinal
     | PlayoutStarted | PlayoutFinished | PlayoutInterrupted | SessionStarted | SessionEnded
 )
-# Each source has its own (media_ns, seq) watermark: an event at or below it was already applied.
+# Each source is read from its own topic. The edge's sources have a (media_ns, seq) watermark each: an event at
+# or below it was already applied. The ASR's events are not ordered with each other's media times (schemas
+# .conversation): finals are applied once by their span instead.
 SOURCES: dict[type[Event], str] = {
     SpeechStarted: "vad", SpeechStopped: "vad", VadProgress: "vad",
     TranscriptPartial: "asr", TranscriptFinal: "asr",
@@ -65,12 +71,11 @@ def initial(session_id: str) -> TurnState:
 def step(state: TurnState, event: Inbound, ctx: Context) -> tuple[TurnState, tuple[Event, ...]]:
     """The next state and the decisions that one event causes."""
     source = SOURCES[type(event)]
-    mark = (event.media_ns, event.seq)
-    last = state.seen.get(source)
-    if state.ended or event.session_id != state.session_id or (last is not None and mark <= last):
+    if state.ended or event.session_id != state.session_id or _applied(state, source, event):
         return state, ()  # a redelivered or stray event changes nothing
     run = _Step(state, ctx)
-    run.set(seen={**state.seen, source: mark})
+    if source != "asr":
+        run.set(seen={**state.seen, source: (event.media_ns, event.seq)})
     node_id = getattr(event, "node_id", None)
     if node_id:
         run.set(node_id=node_id)
@@ -89,12 +94,16 @@ def step(state: TurnState, event: Inbound, ctx: Context) -> tuple[TurnState, tup
     return run.s, tuple(run.out)
 
 
-def evolve(state: TurnState, event: Inbound, ctx: Context) -> TurnState:
-    return step(state, event, ctx)[0]
-
-
-def decide(state: TurnState, event: Inbound, ctx: Context) -> tuple[Event, ...]:
-    return step(state, event, ctx)[1]
+def _applied(state: TurnState, source: str, event: Inbound) -> bool:
+    """Whether the event was applied already (a redelivery) or belongs to speech already decided."""
+    if isinstance(event, TranscriptFinal):
+        span = (event.start_media_ns, event.end_media_ns)
+        return event.end_media_ns <= state.decided_until_ns or any((f.start_ns, f.end_ns) == span
+                                                                    for f in state.finals)
+    if isinstance(event, TranscriptPartial):
+        return False  # a hint only: applying one twice changes nothing
+    last = state.seen.get(source)
+    return last is not None and (event.media_ns, event.seq) <= last
 
 
 class _Step:
@@ -253,15 +262,19 @@ class _Step:
             rest = tuple(f for f in s.finals if f not in finals)
             if text:
                 self.commit(turn, finals, text)
-            self.set(turn=None, finals=rest)  # a turn without words (noise the VAD took for speech) is dropped
+            # A turn without words (noise the VAD took for speech) is dropped. Either way its speech is decided:
+            # a final for it that comes later (a redelivery) is not taken for new speech.
+            self.set(turn=None, finals=rest, decided_until_ns=max(s.decided_until_ns, turn.speech_end_ns))
         elif heard and turn.speculative_ns is None and silence >= p.speculative_ns and p.speculates(text):
-            self.emit(TurnSpeculative, s.turn_id(), text=text, speech_end_media_ns=turn.speech_end_ns)
+            self.emit(TurnSpeculative, s.turn_id(), text=text, speech_start_media_ns=turn.start_ns,
+                      speech_end_media_ns=turn.speech_end_ns)
             self.set_turn(speculative_ns=s.now_ns, speculative_wall_ns=self.wall_ns)
 
     def commit(self, turn: OpenTurn, finals: tuple[Final, ...], text: str) -> None:
         turn_id = self.s.turn_id()
         assert turn.speech_end_ns is not None
-        self.emit(TurnCommitted, turn_id, text=text, speech_end_media_ns=turn.speech_end_ns)
+        self.emit(TurnCommitted, turn_id, text=text, speech_start_media_ns=turn.start_ns,
+                  speech_end_media_ns=turn.speech_end_ns)
         self.stamp(turn_id, "speech_end", turn.speech_end_wall_ns, turn.speech_end_ns)
         self.stamp(turn_id, "vad_end", turn.vad_end_wall_ns, turn.vad_end_ns)
         self.stamp(turn_id, "asr_final", finals[-1].wall_ns, finals[-1].end_ns)

@@ -50,7 +50,8 @@ class TurnState(_Frozen):
     node_id: str = "unknown"
     turn_no: int = 1  # ordinal of the next turn id, f"{session_id}-{turn_no}"
     out_seq: int = 0  # seq of the next event this processor publishes for the session
-    seen: dict[str, tuple[int, int]] = {}  # source -> (media_ns, seq) of the last event applied
+    seen: dict[str, tuple[int, int]] = {}  # edge source -> (media_ns, seq) of the last event applied
+    decided_until_ns: int = 0  # speech up to here belongs to a turn committed or dropped: its finals are stale
     now_ns: int = 0  # the session's media clock as far as events have carried it
     speaking: bool = False
     utterance_start_ns: int = 0  # start of the utterance going on (valid while speaking)

@@ -30,10 +30,12 @@ class Turns:
                 "wall_ns": time.time_ns(), "node_id": self.node_id}
 
     def speculative(self, turn_id: str, text: str) -> TurnSpeculative:
-        return TurnSpeculative(turn_id=turn_id, text=text, speech_end_media_ns=4_000_000_000, **self._base())
+        return TurnSpeculative(turn_id=turn_id, text=text, speech_start_media_ns=3_000_000_000,
+                              speech_end_media_ns=4_000_000_000, **self._base())
 
     def committed(self, turn_id: str, text: str) -> TurnCommitted:
-        return TurnCommitted(turn_id=turn_id, text=text, speech_end_media_ns=4_000_000_000, **self._base())
+        return TurnCommitted(turn_id=turn_id, text=text, speech_start_media_ns=3_000_000_000,
+                              speech_end_media_ns=4_000_000_000, **self._base())
 
     def cancelled(self, turn_id: str, reason: str = "barge_in") -> TurnCancelled:
         return TurnCancelled(turn_id=turn_id, reason=reason, **self._base())  # type: ignore[arg-type]

@@ -116,6 +116,10 @@ async def test_speech_is_transcribed_with_partials_and_media_span(topics, speech
     assert partials and all(p.type == "transcript_partial" and p.text for p in partials)
     assert all(session.start_ns < p.end_media_ns <= session.end_ns + 300 * MS for p in partials)
     assert [e.seq for e in events] == sorted(e.seq for e in events)
+    # The contract (schemas.conversation): one utterance, one start; the media clock never goes backwards.
+    assert {e.start_media_ns for e in events} == {session.start_ns}
+    assert [e.media_ns for e in events] == sorted(e.media_ns for e in events)
+    assert final.media_ns >= max(p.media_ns for p in partials)
     assert worker.open_streams == 0 and list(worker.stats.final_lag_ms)
 
 

@@ -21,7 +21,8 @@ def reply_events(session_id: str, turn_id: str, pcm: np.ndarray, chunk_ms: int =
     step = 16 * chunk_ms
     chunks = [pcm[i:i + step] for i in range(0, len(pcm), step)]
     events: list[object] = [ReplyAudioChunk(session_id=session_id, seq=i, media_ns=0, wall_ns=1, turn_id=turn_id,
-                                            index=i, pcm=c.tobytes()) for i, c in enumerate(chunks)]
+                                            index=i, pcm=c.tobytes(), speech_start_media_ns=0,
+                                            speech_end_media_ns=0) for i, c in enumerate(chunks)]
     return [*events, ReplyEnded(session_id=session_id, seq=len(chunks), media_ns=0, wall_ns=1, turn_id=turn_id,
                                 chunks=len(chunks))]
 

@@ -9,7 +9,7 @@ import pytest
 
 from bench.endpointing_events import MS, WALL0_NS, Conversation
 from schemas.base import Event
-from schemas.conversation import TurnCommitted
+from schemas.conversation import TranscriptFinal, TranscriptPartial, TurnCommitted
 from schemas.telemetry import StageStamped
 from schemas.topics import PLAYOUT, SESSIONS, TRANSCRIPTS, TURNS, VAD
 from streams.turns.core import SOURCES, Context, Inbound, initial, step
@@ -217,7 +217,7 @@ def test_commit_stamps_the_turn_timeline() -> None:
     assert {d.turn_id for d in stamps.values()} == {f"{SID}-1"}
     assert stamps["speech_end"].stage_wall_ns == WALL0_NS + 1500 * MS
     assert stamps["vad_end"].stage_wall_ns == WALL0_NS + 1740 * MS  # the edge's 240 ms hangover
-    assert stamps["asr_final"].stage_wall_ns == WALL0_NS + 1745 * MS
+    assert stamps["asr_final"].stage_wall_ns == WALL0_NS + 1765 * MS  # fed the frame past it, +5 ms
     assert stamps["turn_committed"].stage_wall_ns == WALL  # the processor's own clock
     assert stamps["turn_committed"].stage_media_ns == 2000 * MS
 
@@ -268,3 +268,24 @@ def test_policy_from_settings() -> None:
     assert policy.silence_ns == 400 * MS
     assert policy.ending("oh well") == "incomplete" and policy.ending("the") == "neutral"
     assert Policy.from_settings(TurnSettings()) == Policy()
+
+
+def test_final_stamped_before_the_partials_it_supersedes_still_commits() -> None:
+    """The ASR stamps partials with the audio fed (past the speech end) and, before the contract, stamped the
+    final with the speech end: a final at 1.50 s after a partial at 1.70 s. Its words must not be lost."""
+    c = conv().say(500, 1500, None)
+    base = {"session_id": SID, "wall_ns": WALL0_NS, "start_media_ns": 500 * MS, "engine": "script"}
+    c.events.append(TranscriptPartial(**base, seq=1, media_ns=1700 * MS, end_media_ns=1700 * MS, text="hello"))
+    c.events.append(TranscriptFinal(**base, seq=2, media_ns=1500 * MS, end_media_ns=1500 * MS, text="hello there"))
+    _, decisions = run(c.wait(2600).events)
+    assert turns(decisions)[-1] == ("turn_committed", "1", "hello there")
+    assert committed_at_ms(decisions) == [500]
+
+
+def test_a_final_redelivered_after_its_turn_was_committed_opens_nothing() -> None:
+    events = conv().say(500, 1500, "hello there").wait(2600).events
+    final = next(e for e in events if e.type == "transcript_final")
+    state, decisions = run(events)
+    again, more = run([final, *conv().wait(0).events], state=state)
+    assert more == [] and again == state
+    assert turns(decisions)[-1] == ("turn_committed", "1", "hello there")

@@ -99,9 +99,9 @@ class Turn:
 
 def decision(kind: str, kw: dict[str, Any]) -> BaseModel:
     if kind == "speculative":
-        return TurnSpeculative(**kw, text="hi", speech_end_media_ns=0)
+        return TurnSpeculative(**kw, text="hi", speech_start_media_ns=0, speech_end_media_ns=0)
     if kind == "committed":
-        return TurnCommitted(**kw, text="hi", speech_end_media_ns=0)
+        return TurnCommitted(**kw, text="hi", speech_start_media_ns=0, speech_end_media_ns=0)
     if kind == "withdrawn":
         return TurnCancelled(**kw, reason="withdrawn")
     if kind in ("barge_in", "false_interruption"):
