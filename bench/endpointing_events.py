@@ -125,6 +125,8 @@ class Conversation:
         return self
 
     def end(self, reason: str = "client_closed") -> Conversation:
+        # The edge's VAD has the last word on the media clock (ingest/peer.py EdgeSession.close).
+        self._edge(VadProgress, self.t_ms, speaking=False, probability=0.0)
         self._edge(SessionEnded, self.t_ms, reason=reason)
         return self
 

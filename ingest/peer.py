@@ -292,6 +292,9 @@ class EdgeSession:
         turn = self.playout.playing
         if turn is not None:
             self.playout.cancel(turn)
+        # The VAD's last word on the media clock, at the session end's media time: the turn processor holds a
+        # SessionEnded read ahead of voice.vad until the VAD reaches it (streams/turns/core.py).
+        self._event("voice.vad", VadProgress, speaking=False, probability=0.0)
         self._event("voice.sessions", SessionEnded, reason=reason, frames_in=self.inbound.frames,
                     frames_dropped=self.frames_dropped)
         await self.pc.close()

@@ -12,6 +12,7 @@ span and matched to a turn by overlap, whatever order it arrives in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ from schemas.edge import (
 )
 from schemas.telemetry import Stage, StageStamped
 from streams.turns.policy import Policy
-from streams.turns.state import Final, Interruption, OpenTurn, TurnState
+from streams.turns.state import Final, HeldEvent, Interruption, OpenTurn, TurnState
 
 Inbound = (
     SpeechStarted | SpeechStopped | VadProgress | TranscriptPartial | TranscriptFinal
@@ -80,16 +81,17 @@ def step(state: TurnState, event: Inbound, ctx: Context) -> tuple[TurnState, tup
     if node_id:
         run.set(node_id=node_id)
     # Topics are consumed independently, and a backlog (after a restart) is read round-robin across them, so
-    # the sparse topics run ahead of the VAD. Only the VAD moves the clock; playout events wait until the VAD
-    # has caught up with them; transcripts are matched to speech by their media spans.
-    if isinstance(event, PlayoutStarted | PlayoutFinished | PlayoutInterrupted):
+    # the sparse topics run ahead of the VAD. Only the VAD moves the clock; playout events and the session's
+    # end wait until the VAD has caught up with them (the edge's last VAD event has the session end's media
+    # time); transcripts are matched to speech by their media spans.
+    if isinstance(event, PlayoutStarted | PlayoutFinished | PlayoutInterrupted | SessionEnded):
         run.set(held=(*run.s.held, event))
     else:
-        if source == "vad" or isinstance(event, SessionEnded):
-            run.release(event)
         if source == "vad":
+            run.release(lambda h: not isinstance(h, SessionEnded) and (h.seq < event.seq or h.media_ns < event.media_ns))
             run.set(now_ns=max(state.now_ns, event.media_ns))
         run.apply(event)
+    run.release(lambda h: isinstance(h, SessionEnded) and h.media_ns <= run.s.now_ns)
     run.advance()
     return run.s, tuple(run.out)
 
@@ -137,10 +139,12 @@ class _Step:
 
     # -- what each event changes --
 
-    def release(self, e: Event) -> None:
-        """Apply the held playout events that the edge sent before ``e`` (its seq counts all its events)."""
-        ended = isinstance(e, SessionEnded)
-        ready = [h for h in self.s.held if ended or h.seq < e.seq or h.media_ns < e.media_ns]
+    def release(self, due: Callable[[HeldEvent], bool]) -> None:
+        """Apply the held edge events that are due, in the order the edge sent them (its seq counts all its
+        events); the session's end is the edge's last event, so everything held comes before it."""
+        ready = [h for h in self.s.held if due(h)]
+        if any(isinstance(h, SessionEnded) for h in ready):
+            ready = list(self.s.held)
         if ready:
             self.set(held=tuple(h for h in self.s.held if h not in ready))
             for h in sorted(ready, key=lambda h: h.seq):
@@ -161,9 +165,8 @@ class _Step:
         elif isinstance(e, TranscriptFinal):
             self.set(finals=(*self.s.finals, Final(start_ns=e.start_media_ns, end_ns=e.end_media_ns,
                                                    text=e.text.strip(), wall_ns=e.wall_ns)))
-            self.words(e.text, e.end_media_ns)
-        elif isinstance(e, TranscriptPartial):
-            self.words(e.text, e.end_media_ns)
+            self.words(self.s.finals[-1])
+        # A TranscriptPartial changes nothing here: its final follows (the ASR contract) and decides.
         elif isinstance(e, PlayoutStarted):
             self.set(reply=e.turn_id)
         elif isinstance(e, PlayoutFinished):
@@ -201,10 +204,14 @@ class _Step:
             self.set_turn(utterance_start_ns=start, speech_end_ns=None)
         self.set(utterance_confirmed=True)
 
-    def words(self, text: str, end_ns: int) -> None:
-        """Words heard after a barge-in make it a real interruption."""
+    def interrupts(self, f: Final, at_ns: int) -> bool:
+        """Words spoken within the false-interruption window of a barge-in at ``at_ns`` make it real. Judged by
+        the speech's media span, not by when its final arrives, so every order of the topics agrees."""
+        return bool(f.text) and f.end_ns > at_ns and f.start_ns < at_ns + self.p.false_interruption_ns
+
+    def words(self, f: Final) -> None:
         i = self.s.interruption
-        if i is not None and text.strip() and end_ns > i.at_ns:
+        if i is not None and self.interrupts(f, i.at_ns):
             self.emit(TurnEnded, i.turn_id, outcome="interrupted")
             self.set(interruption=None)
 
@@ -212,7 +219,7 @@ class _Step:
         self.emit(BargeIn, e.turn_id, played_ms=e.played_ms)
         self.emit(TurnCancelled, e.turn_id, reason="barge_in")
         # Words may already be here: the transcripts topic can be read ahead of the playout topic.
-        words = any(f.text and f.end_ns > e.barge_in_media_ns for f in self.s.finals)
+        words = any(self.interrupts(f, e.barge_in_media_ns) for f in self.s.finals)
         if self.p.resume_false_interruption and not words:
             self.set(interruption=Interruption(turn_id=e.turn_id, played_ms=e.played_ms, at_ns=e.barge_in_media_ns))
         else:

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.edge import PlayoutFinished, PlayoutInterrupted, PlayoutStarted
+from schemas.edge import PlayoutFinished, PlayoutInterrupted, PlayoutStarted, SessionEnded
 
-HeldEvent = Annotated[PlayoutStarted | PlayoutFinished | PlayoutInterrupted, Field(discriminator="type")]
+HeldEvent = Annotated[PlayoutStarted | PlayoutFinished | PlayoutInterrupted | SessionEnded,
+                      Field(discriminator="type")]
 
 
 class _Frozen(BaseModel):
@@ -60,7 +61,7 @@ class TurnState(_Frozen):
     finals: tuple[Final, ...] = ()
     reply: str | None = None  # committed turn whose reply is in flight or playing
     interruption: Interruption | None = None
-    held: tuple[HeldEvent, ...] = ()  # playout events read ahead of the VAD events the edge sent before them
+    held: tuple[HeldEvent, ...] = ()  # edge events read ahead of the VAD events it sent before them
     ended: bool = False
 
     def turn_id(self) -> str:
