@@ -1,28 +1,43 @@
-"""The ClickHouse schema in infra/clickhouse/*.sql, applied in file order at start (idempotent)."""
+"""The ClickHouse schema: the DDL files shipped inside this package (ddl/*.sql), applied in file order at start
+(idempotent). They are package data, so an installed voicebus has them too; without them nothing can be stored,
+so a missing file is an error, not an empty schema."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from importlib import resources
+from importlib.abc import Traversable
 from typing import Any
-
-SQL_DIR = Path(__file__).resolve().parents[2] / "infra" / "clickhouse"
 
 _COMMENT = re.compile(r"^\s*--.*$", re.MULTILINE)
 
 
-def statements(sql_dir: Path = SQL_DIR) -> list[str]:
+class SchemaMissing(RuntimeError):
+    """The DDL files are not where the package says they are (a broken install)."""
+
+
+def ddl_files() -> list[Traversable]:
+    root = resources.files(__package__) / "ddl"
+    files = sorted((f for f in root.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name) \
+        if root.is_dir() else []
+    if not files:
+        raise SchemaMissing(f"no ClickHouse DDL (*.sql) in {root}: the voicebus install is incomplete "
+                            "(the package data streams/telemetry/ddl was not installed)")
+    return files
+
+
+def statements() -> list[str]:
     """Every statement of every .sql file, in file name order. Each ends with ';' at the end of a line."""
     out: list[str] = []
-    for path in sorted(sql_dir.glob("*.sql")):
-        text = _COMMENT.sub("", path.read_text())
+    for f in ddl_files():
+        text = _COMMENT.sub("", f.read_text())
         out += [s.strip() for s in re.split(r";\s*$", text, flags=re.MULTILINE) if s.strip()]
     return out
 
 
-def apply_schema(client: Any, sql_dir: Path = SQL_DIR) -> int:
+def apply_schema(client: Any) -> int:
     """Create what is missing; returns the number of statements run."""
-    stmts = statements(sql_dir)
+    stmts = statements()
     for stmt in stmts:
         client.command(stmt)
     return len(stmts)

@@ -50,7 +50,7 @@ class Turn:
         return (self.stages[b] - self.stages[a]) / 1e6
 
     def latencies(self) -> dict[str, float | None]:
-        """The definitions of infra/clickhouse/003_turn_latency.sql, written again in Python."""
+        """The definitions of streams/telemetry/ddl/003_turn_latency.sql, written again in Python."""
         s = self.stages
         chain = ("speech_end", "turn_committed", "asr_final", "llm_first_token", "tts_first_audio")
         model = None
