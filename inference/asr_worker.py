@@ -25,8 +25,8 @@ from inference.settings import AsrSettings
 from schemas.audio import AudioFrame
 from schemas.conversation import TranscriptFinal, TranscriptPartial
 from schemas.dlq import decode_or_dead_letter
-from schemas.edge import SessionEnded, SpeechStarted, SpeechStopped
-from schemas.topics import AUDIO, DLQ, SESSIONS, TRANSCRIPTS, VAD, spec_for
+from schemas.edge import SessionEnded, SessionStarted, SpeechStarted, SpeechStopped, VadProgress
+from schemas.topics import AUDIO, DLQ, SESSIONS, TRANSCRIPTS, TYPE_HEADER, VAD, spec_for
 from voicebus.kafka import make_consumer, make_producer
 from voicebus.service import run_until_signal
 
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 RING_MS = 2000  # audio kept before a SpeechStarted arrives (the VAD topic may lag the audio topic)
 STOP_WAIT_S = 0.5  # after SpeechStopped, finish anyway once the session's audio has stalled this long
+# Events of the subscribed topics that the worker does nothing with: a record whose type header names one is
+# passed over undecoded (the edge sends a VadProgress per 20 ms frame for a while after every utterance).
+IGNORED_TYPES = frozenset(m.model_fields["type"].default.encode() for m in (VadProgress, SessionStarted))
 
 
 @dataclass
@@ -66,6 +69,14 @@ class Stats:
     errors: int = 0
     final_lag_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # speech over -> final out
     finals_after_vad_end_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # wall clock
+
+
+def _type_header(record: Any) -> bytes | None:
+    """The record's event type header (schemas.topics.TYPE_HEADER), None without one."""
+    for name, value in record.headers or ():
+        if name == TYPE_HEADER:
+            return value
+    return None
 
 
 def _order(item: tuple[str, Any]) -> tuple[int, int]:
@@ -115,6 +126,8 @@ class AsrWorker:
                     spec = spec_for(tp.topic.removeprefix(s.topic_prefix))
                     kind = "audio" if spec is AUDIO else "event"
                     for record in records:
+                        if kind == "event" and _type_header(record) in IGNORED_TYPES:
+                            continue
                         value = await decode_or_dead_letter(spec.codec, record, self._producer, s.topic(DLQ.name),
                                                             consumer="asr")
                         if value is not None:

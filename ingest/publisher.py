@@ -3,6 +3,9 @@
 ``audio()`` and ``event()`` only append to a queue and return; a single task feeds the producer. When a queue
 is at its bound, the new item is dropped and counted (and logged, rate-limited): media keeps flowing while
 Kafka is slow, and the loss is visible in /metrics and in SessionEnded.frames_dropped.
+
+Every event goes out with the header ``schemas.topics.TYPE_HEADER`` naming its type, so consumers skip the
+ones they ignore (the ASR worker: the per-frame VadProgress) without decoding them.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from aiokafka import AIOKafkaProducer
 
 from ingest.metrics import Metrics
 from schemas.audio import AudioFrame, encode_frame
-from schemas.topics import spec_for
+from schemas.topics import TYPE_HEADER, spec_for
 
 log = logging.getLogger(__name__)
 
-_Item = tuple[str, bytes, bytes, int]  # topic, key, value, enqueue time (perf ns)
+_Headers = list[tuple[str, bytes]] | None
+_Item = tuple[str, bytes, bytes, _Headers, int]  # topic, key, value, headers, enqueue time (perf ns)
 
 
 class Publisher:
@@ -54,7 +58,7 @@ class Publisher:
             self._dropped("audio", frame.session_id, self._metrics.frames_dropped)
             return False
         self._audio.append((self._prefix + "voice.audio", frame.session_id.encode(), encode_frame(frame),
-                            time.perf_counter_ns()))
+                            None, time.perf_counter_ns()))
         self._wakeup.set()
         return True
 
@@ -64,7 +68,9 @@ class Publisher:
             self._dropped(topic, event.session_id, self._metrics.events_dropped)
             return False
         value = spec_for(topic).codec.encode(event)
-        self._events.append((self._prefix + topic, event.session_id.encode(), value, time.perf_counter_ns()))
+        headers = [(TYPE_HEADER, event.type.encode())]
+        self._events.append((self._prefix + topic, event.session_id.encode(), value, headers,
+                             time.perf_counter_ns()))
         self._wakeup.set()
         return True
 
@@ -96,10 +102,10 @@ class Publisher:
             self._wakeup.clear()
             while self._events or self._audio:
                 is_event = bool(self._events)  # control events go first: they are few and small
-                topic, key, value, queued = (self._events if is_event else self._audio).popleft()
+                topic, key, value, headers, queued = (self._events if is_event else self._audio).popleft()
                 self._in_flight += 1
                 try:
-                    future = await self._producer.send(topic, value=value, key=key)
+                    future = await self._producer.send(topic, value=value, key=key, headers=headers)
                 except Exception:  # noqa: BLE001 -- a broken send must not kill the publisher
                     self._in_flight -= 1
                     self._metrics.publish_errors.inc()

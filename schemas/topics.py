@@ -2,6 +2,12 @@
 
 Physical names are ``<topic_prefix><name>``. Every session-keyed topic has the same partition count, so
 the turn processor's joins are co-partitioned.
+
+Record headers: a JSON event may carry the Kafka header ``TYPE_HEADER`` (``"type"``), whose value is the
+event's ``type`` field in UTF-8 (e.g. ``b"vad_progress"``), so that a consumer can skip the types it ignores
+without decoding the value. The edge and the turn processor set it on every event they publish. It is
+optional: a record without it is decoded as usual. A consumer that acts on an event still decodes the value;
+the header only lets it pass over the others cheaply.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from schemas.edge import (
 from schemas.telemetry import DeadLetter, StageStamped
 
 SESSION_PARTITIONS = 8
+TYPE_HEADER = "type"  # Kafka record header: the event's ``type`` (see the module docstring)
 MINUTE_MS = 60_000
 DAY_MS = 24 * 60 * MINUTE_MS
 

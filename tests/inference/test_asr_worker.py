@@ -15,10 +15,11 @@ from inference.settings import AsrSettings
 from schemas.audio import FLAG_VOICED, AudioFrame
 from schemas.base import new_session_id
 from schemas.edge import SessionEnded, SpeechStarted, SpeechStopped
-from schemas.topics import AUDIO, DLQ, SESSIONS, TRANSCRIPTS, VAD
+from schemas.topics import AUDIO, DLQ, SESSIONS, TRANSCRIPTS, TYPE_HEADER, VAD
 from tests.inference.kafka_helpers import NODE, Producer, watching
 from tests.inference.openai_server import shared_sphinx
 from tests.inference.test_asr_contract import load
+from voicebus.kafka import make_producer
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +144,21 @@ async def test_bad_audio_is_dead_lettered_and_the_worker_goes_on(topics, speech_
         await dlq.until(lambda ev: len(ev) == 1)
     assert dlq.events[0].source_topic.endswith("voice.audio") and "frame" in dlq.events[0].error
     assert finals(transcripts.events, session.session_id)[0].text == "go forward ten meters"
+
+
+async def test_vad_progress_is_passed_over_by_its_type_header(topics):
+    # Undecodable bytes that say they are a VadProgress are not even decoded (so not dead-lettered); the same
+    # bytes without the header are decoded as before, and dead-lettered. One key: one partition, in order, so
+    # once the second is dead-lettered the first was handled.
+    key, junk = new_session_id().encode(), b"{not json"
+    async with running(topics), watching(topics, DLQ.name) as dlq:
+        raw = make_producer(topics.settings)
+        await raw.start()
+        try:
+            await raw.send_and_wait(topics.name(VAD.name), junk, key=key,
+                                    headers=[(TYPE_HEADER, b"vad_progress")])
+            await raw.send_and_wait(topics.name(VAD.name), junk, key=key)
+        finally:
+            await raw.stop()
+        await dlq.until(lambda ev: len(ev) >= 1)
+    assert [(d.value, d.headers) for d in dlq.events] == [(junk, [])]
