@@ -1,12 +1,17 @@
 """The Faust shell around the pure core: decode, step, send the decisions, then write the table.
 
-Events cross Faust as raw bytes; the schemas codecs are the only (de)serialisers, and the table stores each
-session's TurnState as JSON in the registry's compacted changelog topic.
+Events cross Faust as raw bytes; the schemas codecs are the only (de)serialisers of events. The table holds
+each session's TurnState as the object itself (the in-memory store); only its changelog, the registry's
+compacted changelog topic, serialises it, as ``TurnState.to_json()`` bytes (``StateCodec``).
 
 Order matters for at-least-once delivery: decisions are sent and acknowledged before the new state is written,
 so a state in the changelog never claims a decision that was not published. A crash between the two replays
 the event and republishes the same decisions (same turn ids and seqs); a crash after both finds the event
 already applied (the state's per-source watermark) and publishes nothing again.
+
+Most events only move the media clock (the edge's VadProgress, one per 20 ms frame for 2 s after each
+utterance): such a state goes to the store but not to the changelog, at most a second of media time long
+(``needs_write`` says why that is safe).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.serializers import codecs
 
 from schemas.base import Event, now_ns
 from schemas.dlq import decode_or_dead_letter
@@ -29,6 +35,7 @@ from schemas.topics import (
     TRANSCRIPTS,
     TURN_STATE_CHANGELOG,
     TURNS,
+    TYPE_HEADER,
     VAD,
     spec_for,
 )
@@ -40,6 +47,41 @@ from streams.turns.state import TurnState
 log = logging.getLogger(__name__)
 TABLE = "turn-state"
 SOURCES = (VAD, TRANSCRIPTS, PLAYOUT, SESSIONS)
+WRITE_EVERY_NS = 1_000_000_000  # a state that only moved the clock still reaches the changelog once a second
+_CLOCK_FIELDS = frozenset({"now_ns", "seen"})
+
+
+class StateCodec(codecs.Codec):
+    """The table's values on its changelog: TurnState <-> its JSON (the bytes the topic has always held)."""
+
+    def _dumps(self, s: Any) -> bytes:
+        return s.to_json()  # type: ignore[no-any-return]
+
+    def _loads(self, s: bytes) -> Any:
+        return TurnState.from_json(s)
+
+
+def needs_write(old: TurnState | None, new: TurnState, decisions: tuple[Event, ...]) -> bool:
+    """Whether ``new`` must go to the changelog, or only to the store.
+
+    Not written: a step that decided nothing and changed only the media clock and the per-source watermarks
+    (``now_ns``, ``seen``), unless the clock crossed a whole second. Why at-least-once still holds: the
+    changelog always holds a state the core really reached, and every event applied after it only moved the
+    clock. After a crash the restored state is that one. An event after it that is redelivered re-applies on
+    it and again decides nothing (the core is deterministic; the clock-only events re-apply in their topic's
+    order). One whose offset was committed is not redelivered, and nothing is lost with it: the next VAD event
+    carries the clock at least as far (the VAD topic is in order and the clock is the maximum of its media
+    times), and its watermark only served to recognise it. Until that event, a transcript or playout event
+    sees the older clock, as when it is read ahead of the VAD, which the core handles anyway. The
+    once-a-second write keeps the restored clock within a second of media time of where it was.
+    """
+    if old is None or decisions or new.now_ns // WRITE_EVERY_NS != old.now_ns // WRITE_EVERY_NS:
+        return True
+    before = old.__dict__  # the fields (the core's model_copy keeps the unchanged ones: the same objects)
+    for name, value in new.__dict__.items():
+        if value is not before[name] and name not in _CLOCK_FIELDS and value != before[name]:
+            return True
+    return False
 
 
 class _DlqProducer:
@@ -64,11 +106,16 @@ class TurnProcessor:
         self.consumer_name = settings.app_id()
         self._dlq = _DlqProducer(app)
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+        state_codec = StateCodec()
         source = app.topic(*(settings.topic(spec.name) for spec in SOURCES), **raw)
         changelog = app.topic(settings.topic(TURN_STATE_CHANGELOG.name), partitions=SESSION_PARTITIONS,
-                              compacting=True, deleting=False, internal=True, **raw)
+                              compacting=True, deleting=False, internal=True, key_serializer="raw",
+                              value_serializer=state_codec)
         self.table = app.Table(TABLE, partitions=SESSION_PARTITIONS, changelog_topic=changelog,
-                               key_type=bytes, value_type=bytes)  # bytes: the "raw" serializer
+                               key_type=bytes, value_type=TurnState)
+        # Faust takes a table's serializer from a faust Record's options; TurnState is pydantic: set it here.
+        # The table writes its changelog with it (send_changelog); the topic reads with it (recovery).
+        self.table.value_serializer = state_codec
         app.agent(source, name="turns")(self._agent)
 
     async def _agent(self, stream: Any) -> None:
@@ -82,13 +129,16 @@ class TurnProcessor:
         if event is None:
             return
         key = event.session_id.encode()
-        stored = self.table.get(key)
-        state = TurnState.from_json(stored) if stored else initial(event.session_id)
+        stored: TurnState | None = self.table.get(key)
+        state = stored if stored is not None else initial(event.session_id)
         new, decisions = step(state, event, Context(self.policy, now_ns()))
         if new is state:
             return  # already applied: a redelivery
         await self._publish(key, decisions)
-        self.table[key] = new.to_json()
+        if needs_write(stored, new, decisions):
+            self.table[key] = new  # the store, and the changelog
+        else:
+            self.table.raw_update({key: new})  # the store only: the clock moved (needs_write)
 
     async def _publish(self, key: bytes, decisions: tuple[Event, ...]) -> None:
         producer = self.app.producer
@@ -96,7 +146,7 @@ class TurnProcessor:
         for d in decisions:
             spec = TELEMETRY if isinstance(d, StageStamped) else TURNS
             pending.append(await producer.send(self.settings.topic(spec.name), key, spec.codec.encode(d),
-                                               None, None, None))
+                                               None, None, [(TYPE_HEADER, d.type.encode())]))
             if not isinstance(d, StageStamped):
                 log.info("%s", d.type, extra={"session_id": d.session_id, "turn_id": getattr(d, "turn_id", "")})
         if pending:
