@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import json
 import time
 import wave
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import av
@@ -74,11 +76,21 @@ class MicTrack(MediaStreamTrack):
         self.t0: float | None = None
         self.n = 0  # frames sent so far
         self.capture_times: list[float] = []  # wall time each frame was handed to aiortc, by frame number
+        self._waiters: list[tuple[int, asyncio.Future[float]]] = []
 
     def say(self, clip: Clip) -> asyncio.Future[tuple[int, float]]:
         """Queue a clip; the future gives (frame number of its first frame, wall time it was captured)."""
         future: asyncio.Future[tuple[int, float]] = asyncio.get_running_loop().create_future()
         self._clips.append((clip, future))
+        return future
+
+    def captured(self, frame: int) -> asyncio.Future[float]:
+        """Resolves with the wall time frame number ``frame`` was captured (at once if it was)."""
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        if frame < len(self.capture_times):
+            future.set_result(self.capture_times[frame])
+        else:
+            self._waiters.append((frame, future))
         return future
 
     @property
@@ -103,6 +115,12 @@ class MicTrack(MediaStreamTrack):
         else:
             await asyncio.sleep(max(0.0, self.t0 + self.n * 0.02 - now))
         self.capture_times.append(time.time())
+        if self._waiters:
+            due = [w for w in self._waiters if w[0] <= self.n]
+            self._waiters = [w for w in self._waiters if w[0] > self.n]
+            for _, waiter in due:
+                if not waiter.done():
+                    waiter.set_result(self.capture_times[-1])
         pcm, payload = None, None
         if self._clip is None and self._clips:
             self._clip, future = self._clips.popleft()
@@ -153,8 +171,25 @@ class Hearing:
         return next((i for i in range(len(self.loud) - 1, -1, -1) if self.loud[i]), None)
 
 
+@dataclass(frozen=True)
+class Told:
+    """A message the edge sent on the data channel, and the wall time it arrived."""
+
+    at: float
+    message: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(self.message.get("type", ""))
+
+
 class EdgeClient:
-    """One session: ``decode=True`` decodes what it hears (tests); False only watches packet sizes (load)."""
+    """One session: ``decode=True`` decodes what it hears (tests); False only watches packet sizes (load).
+
+    Like the browser page, it opens the ``events`` data channel; ``told`` keeps what the edge says on it (speech
+    heard, replies started and ended, with the turn and speech span they answer), with arrival times. Audio
+    heard and messages both wake ``hearing.wait_for``.
+    """
 
     def __init__(self, base_url: str, token: str = "", decode: bool = True) -> None:
         self.base_url, self.token, self.decode = base_url.rstrip("/"), token, decode
@@ -162,6 +197,8 @@ class EdgeClient:
         self.mic = MicTrack()
         self.hearing = Hearing()
         self.session_id = ""
+        self.told: list[Told] = []
+        self._channel: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._resampler = Resampler(48_000)
         self._decoder = OpusDecoder()
@@ -172,7 +209,10 @@ class EdgeClient:
 
     async def connect(self) -> str:
         self.pc.addTrack(self.mic)
-        connected = asyncio.Event()
+        connected, channel_open = asyncio.Event(), asyncio.Event()
+        self._channel = channel = self.pc.createDataChannel("events")  # the edge talks on the client's channel
+        channel.on("open", channel_open.set)
+        channel.on("message", self._on_message)
 
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -197,7 +237,17 @@ class EdgeClient:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="answer"))
         async with asyncio.timeout(15):
             await connected.wait()
+            await channel_open.wait()
         return self.session_id
+
+    def _on_message(self, data: str | bytes) -> None:
+        try:
+            message = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(message, dict):
+            self.told.append(Told(time.time(), message))
+            self.hearing.changed.set()
 
     def _on_packet(self, seq: int, ts: int, payload: bytes, arrival_ns: int) -> None:
         if not self.decode:

@@ -1,8 +1,14 @@
 """`voicebus bench`: the Kafka floor and the platform's own overhead side by side, at several session counts.
 
 Runs against a platform that is already up (`voicebus up` in another shell): measures the raw produce -> consume
-hop on the same broker, then runs simulated conversations at each session count and reads each turn's latency
-breakdown back from ClickHouse. Writes JSON and a markdown table.
+hop on the same broker, then at each level runs that many simulated callers at once. Each caller says
+``--turns`` recordings (goforward, jfk and the LibriVox clips, drawn with a fixed seed), waits for each reply to
+end, pauses 1-2 s (drawn with the same seed) and speaks again. Progress goes to stderr as it runs.
+
+Per level: utterances answered (a reply to the turn covering the utterance's end was heard), turns in
+ClickHouse, client voice-to-voice measured from the audio (see `voicebus simulate`), and, for the turns that
+answered the utterances (paired by turn id), server voice-to-voice, endpointing and platform overhead from
+ClickHouse. Writes JSON and a markdown table.
 """
 
 from __future__ import annotations
@@ -10,52 +16,84 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.kafka_floor import measure_hop
+from bench.simulate import SPEECH, Script, Utterance, converse, describe, pct, server_turns, summarize
 from ingest.ice import use_host_addresses
-from bench.simulate import DEFAULT_AUDIO, SERVER_COLUMNS, Script, converse, server_turns
 from voicebus.settings import CommonSettings
 
 # Kafka hops on the path from the end of speech to the first reply audio: edge -> voice.vad -> turn processor,
 # turn processor -> voice.turns -> responder, responder -> voice.replies.<node> -> edge.
 CRITICAL_PATH_HOPS = 3
+BENCH_AUDIO = [SPEECH / "misc" / "goforward.wav", SPEECH / "misc" / "jfk.wav",
+               *sorted((SPEECH / "librivox").glob("*.wav"))]
+SEED = 20240601
 
 
-def pct(values: list[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
-async def run_level(url: str, sessions: int, turns: int, stagger_s: float) -> dict[str, Any]:
-    script = Script(DEFAULT_AUDIO, turns, pause_s=0.5, reply_timeout_s=30.0, barge_in_every=0)
-    async def caller(i: int) -> list[Any]:
-        await asyncio.sleep(i * stagger_s)  # callers do not all speak at the same instant
-        return await converse(url, "", script, i, lambda t: None)
+async def run_level(url: str, sessions: int, turns: int, stagger_s: float, seed: int,
+                    telemetry_timeout_s: float) -> dict[str, Any]:
+    script = Script(BENCH_AUDIO, turns, pause_s=1.0, reply_timeout_s=20.0, barge_in_every=0, pause_max_s=2.0,
+                    seed=seed)
+    total, done = sessions * turns, 0
+    say(f"level {sessions} session(s): {total} utterances")
+    t0 = time.monotonic()
+
+    def progress(u: Utterance) -> None:
+        nonlocal done
+        done += 1
+        say(f"  [{sessions} sessions] [{done}/{total}] {time.monotonic() - t0:5.1f} s session {u.session_id[:8]} "
+            f"utterance {u.index} ({u.audio}): {describe(u)}")
+
+    async def caller(i: int) -> list[Utterance]:
+        await asyncio.sleep(i * stagger_s)  # the script's timing: callers do not all speak at the same instant
+        return await converse(url, "", script, i, progress)
 
     results = await asyncio.gather(*(caller(i) for i in range(sessions)), return_exceptions=True)
-    turns_out = [t for r in results if not isinstance(r, BaseException) for t in r]
-    v2v = [t.client_v2v_ms for t in turns_out if t.client_v2v_ms is not None]
-    rows = await server_turns(sorted({t.session_id for t in turns_out}), len(turns_out), 30.0) if turns_out else []
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for failure in failures:
+        say(f"  a caller failed: {failure!r}")
+    utterances = [u for r in results if not isinstance(r, BaseException) for u in r]
+    say(f"  reading {sessions} session(s) back from ClickHouse ...")
+    rows = await server_turns(sorted({u.session_id for u in utterances}), {t for u in utterances for t in u.turns},
+                              telemetry_timeout_s)
+    summary = summarize(utterances, rows)
+    answered_rows = [rows[u.answer_turn] for u in utterances if u.answered and u.answer_turn in rows]
     server: dict[str, float | None] = {}
-    for column in SERVER_COLUMNS:
-        values = [r[column] for r in rows if r[column] is not None]
+    for column in ("voice_to_voice_ms", "endpointing_ms", "model_ms", "platform_overhead_ms"):
+        values = [r[column] for r in answered_rows if r[column] is not None]
         for q in (50, 95, 99):
             server[f"{column.removesuffix('_ms')}_ms_p{q}"] = pct(values, q)
-    return {"sessions": sessions, "turns": len(turns_out), "answered": len(v2v),
-            "failed_sessions": sum(isinstance(r, BaseException) for r in results),
-            "client_v2v_ms_p50": pct(v2v, 50), "client_v2v_ms_p99": pct(v2v, 99), "server": server,
-            "playout_lateness_ms": await playout_lateness(url)}
+    client = [v for u in utterances if (v := u.client_v2v_ms) is not None]
+    level = {"sessions": sessions, "utterances": len(utterances), "answered": summary["answered"],
+             "turns_in_clickhouse": len(rows), "answering_turns_in_clickhouse": len(answered_rows),
+             "failed_sessions": len(failures), "seconds": round(time.monotonic() - t0, 1),
+             "client_v2v_ms_p50": pct(client, 50), "client_v2v_ms_p95": pct(client, 95), "server": server,
+             "unanswered": [f"{u.session_id[:8]}/{u.index} {u.audio}: {u.note}" for u in utterances
+                            if not u.answered],
+             "playout_lateness_ms": await playout_lateness(url)}
+    say(f"level {sessions} done in {level['seconds']} s: answered {level['answered']}/{level['utterances']}, "
+        f"{len(rows)} turns in ClickHouse, client v2v p50 {level['client_v2v_ms_p50']} ms, "
+        f"server v2v p50 {server['voice_to_voice_ms_p50']} ms")
+    return level
 
 
 async def playout_lateness(url: str) -> dict[str, float]:
     """The edge's playout lateness histogram (send time minus the 20 ms grid), as bucket -> cumulative count."""
     import aiohttp
 
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
-        text = await resp.text()
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
+            text = await resp.text()
+    except aiohttp.ClientError:
+        return {}
     out: dict[str, float] = {}
     for line in text.splitlines():
         if line.startswith("voicebus_ingest_playout_lateness_ms_bucket"):
@@ -70,37 +108,47 @@ def markdown(report: dict[str, Any]) -> str:
         f"Kafka floor (one hop, p50/p99): {floor['p50_ms']:.2f} / {floor['p99_ms']:.2f} ms; "
         f"x{CRITICAL_PATH_HOPS} hops = {floor['p50_ms'] * CRITICAL_PATH_HOPS:.2f} ms",
         "",
-        "| sessions | turns answered | v2v p50 ms | v2v p99 ms | endpointing p50 ms | model p50 ms "
-        "| overhead p50 ms | overhead p99 ms | barge-in reaction p95 ms | overhead p50 / (floor p50 x hops) |",
+        "| sessions | answered | turns in ClickHouse | client v2v p50 ms | client v2v p95 ms | server v2v p50 ms "
+        "| server v2v p95 ms | endpointing p50 ms | overhead p50 ms | overhead p50 / (floor p50 x hops) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lvl in report["levels"]:
         srv = lvl.get("server", {})
         overhead = srv.get("platform_overhead_ms_p50")
         ratio = None if overhead is None else overhead / max(1e-9, floor["p50_ms"] * CRITICAL_PATH_HOPS)
-        cells = [lvl["sessions"], f"{lvl['answered']}/{lvl['turns']}", srv.get("voice_to_voice_ms_p50"),
-                 srv.get("voice_to_voice_ms_p99"), srv.get("endpointing_ms_p50"), srv.get("model_ms_p50"),
-                 overhead, srv.get("platform_overhead_ms_p99"), srv.get("barge_in_reaction_ms_p95"), ratio]
+        cells = [lvl["sessions"], f"{lvl['answered']}/{lvl['utterances']}", lvl["turns_in_clickhouse"],
+                 lvl["client_v2v_ms_p50"], lvl["client_v2v_ms_p95"], srv.get("voice_to_voice_ms_p50"),
+                 srv.get("voice_to_voice_ms_p95"), srv.get("endpointing_ms_p50"), overhead, ratio]
         lines.append("| " + " | ".join("-" if c is None else (f"{c:.1f}" if isinstance(c, float) else str(c))
                                        for c in cells) + " |")
     return "\n".join(lines)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    say("measuring the Kafka floor (one produce -> consume hop) ...")
     floor = await measure_hop(CommonSettings())
     report: dict[str, Any] = {"floor": {"p50_ms": pct(list(floor), 50), "p99_ms": pct(list(floor), 99),
-                                        "hops": CRITICAL_PATH_HOPS}, "levels": []}
+                                        "hops": CRITICAL_PATH_HOPS},
+                              "script": {"turns": args.turns, "pause_s": [1.0, 2.0], "seed": args.seed,
+                                         "audio": [p.name for p in BENCH_AUDIO]},
+                              "levels": []}
+    say(f"Kafka floor p50 {report['floor']['p50_ms']} ms, p99 {report['floor']['p99_ms']} ms")
     for sessions in args.sessions:
-        level = await run_level(args.url, sessions, args.turns, args.stagger)
-        report["levels"].append(level)
+        report["levels"].append(await run_level(args.url, sessions, args.turns, args.stagger, args.seed,
+                                                args.telemetry_timeout))
     return report
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="voicebus bench", description=__doc__)
-    parser.add_argument("--sessions", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50])
-    parser.add_argument("--turns", type=int, default=3)
+    parser = argparse.ArgumentParser(prog="voicebus bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=lambda s: [int(x) for x in s.split(",")], default=[1, 3, 5],
+                        help="session counts to run, comma separated (default 1,3,5)")
+    parser.add_argument("--turns", type=int, default=5, help="utterances per caller (default 5)")
     parser.add_argument("--stagger", type=float, default=1.0, help="seconds between the starts of two callers")
+    parser.add_argument("--seed", type=int, default=SEED, help="seed of the recordings' order and the pauses")
+    parser.add_argument("--telemetry-timeout", type=float, default=30.0,
+                        help="seconds to wait for a level's turns to land in ClickHouse")
     parser.add_argument("--url", default="http://127.0.0.1:8080")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--ice-host", default="", help="gather ICE candidates on this address only (e.g. 127.0.0.1)")

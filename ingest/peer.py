@@ -41,6 +41,17 @@ from schemas.telemetry import StageStamped
 log = logging.getLogger(__name__)
 
 
+REPLY_SPANS_KEPT = 64  # replies per session whose speech span is remembered until they play
+
+
+def _ms(media_ns: int) -> int:
+    return media_ns // 1_000_000
+
+
+def _span_ms(span: tuple[int, int]) -> dict[str, int]:
+    return {"speech_start_ms": _ms(span[0]), "speech_end_ms": _ms(span[1])}
+
+
 class BadOffer(ValueError):
     """The offer cannot start a session (malformed, or no audio)."""
 
@@ -60,6 +71,9 @@ class EdgeSession:
         self._channel: Any = None
         self._last_speech_end_wall = 0
         self._reply_seen: set[str] = set()
+        # turn id -> (start, end) media ns of the speech its reply answers, from the reply's first chunk: the
+        # client is told it when the reply starts playing, so it can pair the reply with what it said.
+        self._reply_spans: dict[str, tuple[int, int]] = {}
         echo, ns = build_audio_processing(settings.aec, settings.noise_suppression)
         params = VadParams(threshold=settings.vad_threshold, min_speech_ms=settings.vad_min_speech_ms,
                            min_silence_ms=settings.vad_min_silence_ms)
@@ -147,6 +161,17 @@ class EdgeSession:
         self._channel = channel
 
     def _tell_page(self, message: dict[str, Any]) -> None:
+        """A JSON message on the data channel the client opened (none opened: nothing is sent). Times ending
+        in ``_ms`` are edge media time: 0 at the session's first audio frame, 20 ms per frame.
+
+        - ``speech``: ``speaking`` true (with ``speech_start_ms``) or false (with the utterance's
+          ``speech_start_ms`` and ``speech_end_ms``), as the edge's VAD heard it;
+        - ``reply_started``: the first audio of turn ``turn_id``'s reply is being sent now; ``speech_start_ms``
+          .. ``speech_end_ms`` is the speech it answers, ``media_ms`` the edge's media clock;
+        - ``reply_ended``: that reply is over after ``played_ms``, ``interrupted`` by the person or not;
+        - ``reply_cancelled``: the turn's reply was withdrawn (if it was playing, ``reply_ended`` came first);
+        - ``reply_text``, and ``latency`` (edge-side ms from the last speech end to the reply's first audio).
+        """
         if self._channel is not None and self._channel.readyState == "open":
             self._channel.send(json.dumps(message))
 
@@ -187,7 +212,8 @@ class EdgeSession:
                 self._last_speech_end_wall = decision.end_wall_ns
                 self._event("voice.vad", SpeechStopped, media=frame.media_ns, speech_start_media_ns=decision.start_media_ns,
                             speech_end_media_ns=decision.end_media_ns, speech_end_wall_ns=decision.end_wall_ns)
-                self._tell_page({"type": "speech", "speaking": False})
+                self._tell_page({"type": "speech", "speaking": False, "speech_start_ms": _ms(decision.start_media_ns),
+                                 "speech_end_ms": _ms(decision.end_media_ns)})
             elif isinstance(decision, Progress):
                 self._event("voice.vad", VadProgress, media=frame.media_ns, speaking=decision.speaking,
                             probability=min(1.0, max(0.0, decision.probability)))
@@ -197,7 +223,7 @@ class EdgeSession:
         self._event("voice.vad", SpeechStarted, speech_start_media_ns=decision.start_media_ns,
                     speech_start_wall_ns=decision.start_wall_ns,
                     probability=min(1.0, max(0.0, decision.probability)))
-        self._tell_page({"type": "speech", "speaking": True})
+        self._tell_page({"type": "speech", "speaking": True, "speech_start_ms": _ms(decision.start_media_ns)})
 
     def _raw_speech_started(self, decision: SpeechStart) -> None:
         """Speech on the raw microphone while the agent talks: the person, unless it is the reply's echo."""
@@ -227,6 +253,10 @@ class EdgeSession:
             if event.turn_id not in self._reply_seen:
                 self._reply_seen.add(event.turn_id)
                 self._stamp(event.turn_id, "reply_first_at_edge", time.time_ns())
+            if event.turn_id not in self._reply_spans:
+                if len(self._reply_spans) >= REPLY_SPANS_KEPT:  # replies that never played: forget the oldest
+                    del self._reply_spans[next(iter(self._reply_spans))]
+                self._reply_spans[event.turn_id] = (event.speech_start_media_ns, event.speech_end_media_ns)
             self.playout.enqueue(event.turn_id, event.index, np.frombuffer(event.pcm, dtype="<i2"), event.sample_rate)
             if event.text:
                 self._tell_page({"type": "reply_text", "turn_id": event.turn_id, "text": event.text})
@@ -235,13 +265,19 @@ class EdgeSession:
         elif isinstance(event, ReplyEnded):
             self.playout.end(event.turn_id)
         elif isinstance(event, ReplyCancelled):
+            span = self._reply_spans.pop(event.turn_id, None)  # before cancel(): its playout_finished drops it
             self.playout.cancel(event.turn_id)
+            self._tell_page({"type": "reply_cancelled", "turn_id": event.turn_id,
+                             **(_span_ms(span) if span else {})})
 
     def playout_started(self, turn_id: str) -> None:
         now = time.time_ns()
         self._stamp(turn_id, "reply_first_sent", now)
         self._event("voice.playout", PlayoutStarted, turn_id=turn_id)
         self.inbound.watch_raw(True)
+        span = self._reply_spans.get(turn_id)
+        self._tell_page({"type": "reply_started", "turn_id": turn_id, "media_ms": _ms(self.inbound.media_ns),
+                         **(_span_ms(span) if span else {})})
         if self._last_speech_end_wall:
             self._tell_page({"type": "latency", "turn_id": turn_id,
                              "ms": round((now - self._last_speech_end_wall) / 1e6)})
@@ -250,10 +286,14 @@ class EdgeSession:
         self._stamp(turn_id, "reply_last_sent", time.time_ns())
         self._event("voice.playout", PlayoutFinished, turn_id=turn_id, played_ms=played_ms)
         self.inbound.watch_raw(False)
+        self._reply_spans.pop(turn_id, None)
+        self._tell_page({"type": "reply_ended", "turn_id": turn_id, "played_ms": played_ms, "interrupted": False})
 
     def playout_interrupted(self, turn_id: str, played_ms: int) -> None:
         self._stamp(turn_id, "reply_last_sent", time.time_ns())
         self.inbound.watch_raw(False)
+        self._reply_spans.pop(turn_id, None)
+        self._tell_page({"type": "reply_ended", "turn_id": turn_id, "played_ms": played_ms, "interrupted": True})
 
     # -- events --
 

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from bench.simulate import ClientTurn, Script, converse
+from bench.simulate import Script, Utterance, converse
 from streams.telemetry.backend import open_backend
 from streams.telemetry.queries import WATERFALL
 from streams.telemetry.settings import TelemetrySettings
@@ -33,11 +33,19 @@ async def turns_in_clickhouse(session_id: str, expected: int, timeout: float = 3
 
 async def test_each_utterance_is_answered_and_every_turn_lands_in_clickhouse(platform: Platform) -> None:
     script = Script([GO_FORWARD], turns=2, pause_s=0.5, reply_timeout_s=30.0, barge_in_every=0)
-    heard: list[ClientTurn] = await converse(platform.url, "", script, 0, lambda t: None)
+    heard: list[Utterance] = await converse(platform.url, "", script, 0, lambda u: None)
 
-    assert [t.reply_onset is not None for t in heard] == [True, True], "an utterance got no reply"
+    assert [u.answered for u in heard] == [True, True], [u.note for u in heard]
+    for u in heard:
+        # The reply was paired by the speech span the edge announced with it: that span is where the client
+        # put the utterance (microphone frame x 20 ms), and the reply was heard after the speech ended.
+        assert u.turns == [u.answer_turn] and u.answer_span_ms is not None, u
+        assert abs(u.answer_span_ms[0] - u.speech_start_ms) <= 200 and abs(u.answer_span_ms[1] - u.speech_end_ms) <= 300
+        assert u.reply_onset is not None and u.reply_onset > u.speech_end_at
+    assert heard[0].answer_turn != heard[1].answer_turn
     rows = await turns_in_clickhouse(heard[0].session_id, expected=2)
     assert len(rows) == 2
+    assert {r["turn_id"] for r in rows} == {u.answer_turn for u in heard}  # the client's turns, by turn id
     for row in rows:
         offsets = [row[f"{stage}_offset_ms"] for stage in WATERFALL]
         assert all(o is not None for o in offsets), row
