@@ -39,7 +39,7 @@ from schemas.edge import (
 )
 from schemas.telemetry import Stage, StageStamped
 from streams.turns.policy import Policy
-from streams.turns.state import Final, HeldEvent, Interruption, OpenTurn, TurnState
+from streams.turns.state import Final, HeldEvent, Interruption, OpenTurn, Segment, TurnState
 
 Inbound = (
     SpeechStarted | SpeechStopped | VadProgress | TranscriptPartial | TranscriptFinal
@@ -124,6 +124,12 @@ class _Step:
         assert self.s.turn is not None
         self.set(turn=self.s.turn.model_copy(update=changes))
 
+    def set_last(self, **changes: Any) -> None:
+        """Change the turn's latest utterance."""
+        assert self.s.turn is not None
+        segments = self.s.turn.segments
+        self.set_turn(segments=(*segments[:-1], segments[-1].model_copy(update=changes)))
+
     # -- publishing --
 
     def emit(self, model: type[Event], turn_id: str, **fields: Any) -> None:
@@ -176,7 +182,7 @@ class _Step:
         elif isinstance(e, PlayoutInterrupted):
             self.barge_in(e)
         elif isinstance(e, SessionEnded):
-            self.session_ended()
+            self.session_ending()
         # SessionStarted only moves the media clock and names the node.
 
     def speech_stopped(self, e: SpeechStopped) -> None:
@@ -186,8 +192,8 @@ class _Step:
         if confirmed:
             if not self.s.utterance_confirmed or self.s.turn is None:
                 self.confirm(start)
-            self.set_turn(speech_end_ns=end, speech_end_wall_ns=e.speech_end_wall_ns,
-                          vad_end_ns=e.media_ns, vad_end_wall_ns=e.wall_ns)
+            self.set_last(end_ns=end, end_wall_ns=e.speech_end_wall_ns, vad_end_ns=e.media_ns,
+                          vad_end_wall_ns=e.wall_ns)
         # Shorter speech (a click, a cough) is ignored: an open turn keeps counting from its own speech end.
         self.set(utterance_confirmed=False)
 
@@ -197,11 +203,11 @@ class _Step:
         if turn is None:
             # Finals from before this speech (noise that did not open a turn) are not part of it.
             kept = tuple(f for f in self.s.finals if f.end_ns > start)
-            self.set(turn=OpenTurn(start_ns=start, utterance_start_ns=start), finals=kept)
+            self.set(turn=OpenTurn(segments=(Segment(start_ns=start),)), finals=kept)
         else:
             if turn.speculative_ns is not None:
                 self.withdraw()
-            self.set_turn(utterance_start_ns=start, speech_end_ns=None)
+            self.set_turn(segments=(*turn.segments, Segment(start_ns=start)))
         self.set(utterance_confirmed=True)
 
     def interrupts(self, f: Final, at_ns: int) -> bool:
@@ -227,6 +233,20 @@ class _Step:
         if self.s.reply == e.turn_id:
             self.set(reply=None)
 
+    def session_ending(self) -> None:
+        """The person left. What they said before still counts: a turn whose words are still being recognised
+        is judged when they come (the ASR sends a final for every utterance, also at a session's end), then the
+        session ends. An utterance cut off by the end (no SpeechStopped) is not a turn."""
+        turn = self.s.turn
+        if turn is not None and turn.last.end_ns is None:
+            rest = turn.segments[:-1]
+            self.set(turn=turn.model_copy(update={"segments": rest}) if rest else None)
+        self.set(ending=True, speaking=False)
+
+    def words_due(self, turn: OpenTurn) -> bool:
+        return any(not any(f.end_ns > seg.start_ns for f in self.finals_of(turn, i))
+                   for i, seg in enumerate(turn.segments))
+
     def session_ended(self) -> None:
         s = self.s
         if s.turn is not None and s.turn.speculative_ns is not None:
@@ -238,7 +258,7 @@ class _Step:
         if s.interruption is not None:
             self.emit(TurnEnded, s.interruption.turn_id, outcome="interrupted")
         # The state stays (small) so that redelivered events of the session are still recognised.
-        self.set(ended=True, speaking=False, turn=None, finals=(), reply=None, interruption=None)
+        self.set(ended=True, ending=False, speaking=False, turn=None, finals=(), reply=None, interruption=None)
 
     # -- what the passing of media time decides --
 
@@ -247,6 +267,10 @@ class _Step:
             return
         p = self.p
         self.pause()
+        if self.s.ending:
+            if self.s.turn is None or not self.words_due(self.s.turn):
+                self.session_ended()
+            return
         i = self.s.interruption
         if (i is not None and self.s.now_ns >= i.at_ns + p.false_interruption_ns
                 and not self.s.speaking and self.s.turn is None):
@@ -255,36 +279,74 @@ class _Step:
             self.set(interruption=None, reply=i.turn_id)
 
     def pause(self) -> None:
-        """In a pause after the turn's speech: offer it speculatively, commit it, or drop it if wordless."""
-        s, p, turn = self.s, self.p, self.s.turn
-        if turn is None or s.speaking or turn.speech_end_ns is None:
-            return
-        silence = s.now_ns - turn.speech_end_ns
-        # A final belongs to the turn when its span overlaps the turn's speech; later ones (read early) wait.
-        finals = tuple(f for f in s.finals if f.end_ns > turn.start_ns and f.start_ns <= turn.speech_end_ns)
-        text = " ".join(f.text for f in finals if f.text)
-        heard = any(f.end_ns > turn.utterance_start_ns for f in finals)  # the latest utterance has its final
-        needed = p.silence_needed(text)
-        if silence >= needed and (heard or silence >= needed + p.asr_wait_ns):
-            rest = tuple(f for f in s.finals if f not in finals)
-            if text:
-                self.commit(turn, finals, text)
-            # A turn without words (noise the VAD took for speech) is dropped. Either way its speech is decided:
-            # a final for it that comes later (a redelivery) is not taken for new speech.
-            self.set(turn=None, finals=rest, decided_until_ns=max(s.decided_until_ns, turn.speech_end_ns))
-        elif heard and turn.speculative_ns is None and silence >= p.speculative_ns and p.speculates(text):
-            self.emit(TurnSpeculative, s.turn_id(), text=text, speech_start_media_ns=turn.start_ns,
-                      speech_end_media_ns=turn.speech_end_ns)
-            self.set_turn(speculative_ns=s.now_ns, speculative_wall_ns=self.wall_ns)
+        """Judge the turn's pauses in order: offer it speculatively, commit it, or drop it if wordless.
 
-    def commit(self, turn: OpenTurn, finals: tuple[Final, ...], text: str) -> None:
+        A pause is the turn's end when it lasts the silence the words before it call for. Those words may come
+        after the person spoke again (the recogniser lags): then the pause is judged when they come, and the
+        speech after it is the next turn, as it would have been had they come at once."""
+        while (turn := self.s.turn) is not None:
+            i = self.turn_end(turn)
+            if i is None:
+                return
+            self.close(turn, i)
+
+    def turn_end(self, turn: OpenTurn) -> int | None:
+        """Index of the utterance that ends the turn, or None (undecided: the turn goes on, or words are due)."""
+        s, p = self.s, self.p
+        for i, seg in enumerate(turn.segments):
+            if seg.end_ns is None:
+                return None  # still speaking
+            last = i == len(turn.segments) - 1
+            if last and s.speaking:
+                return None  # more speech, maybe too short to count: no decision until it stops
+            finals = self.finals_of(turn, i)
+            text = " ".join(f.text for f in finals if f.text)
+            heard = any(f.end_ns > seg.start_ns for f in finals)  # this utterance has its final
+            needed = p.silence_needed(text)
+            pause = s.now_ns - seg.end_ns if last else turn.segments[i + 1].start_ns - seg.end_ns
+            if last and s.ending:
+                pause = needed  # the person left: nothing more is coming
+            waited = s.now_ns - seg.end_ns >= needed + p.asr_wait_ns  # the final is not coming
+            if not heard and not waited:
+                return None  # its words are due; a later pause cannot be judged before this one
+            if pause >= needed:
+                return i
+            if last and heard and turn.speculative_ns is None and pause >= p.speculative_ns and p.speculates(text):
+                self.emit(TurnSpeculative, s.turn_id(), text=text, speech_start_media_ns=turn.start_ns,
+                          speech_end_media_ns=seg.end_ns)
+                self.set_turn(speculative_ns=s.now_ns, speculative_wall_ns=self.wall_ns)
+        return None
+
+    def finals_of(self, turn: OpenTurn, i: int) -> tuple[Final, ...]:
+        """The finals of the turn's utterances up to the i-th: spans overlapping its speech (later ones wait)."""
+        end = turn.segments[i].end_ns
+        assert end is not None
+        return tuple(f for f in self.s.finals if f.end_ns > turn.start_ns and f.start_ns <= end)
+
+    def close(self, turn: OpenTurn, i: int) -> None:
+        """The turn ends after its i-th utterance: commit it (or drop it without words); the rest goes on."""
+        finals = self.finals_of(turn, i)
+        text = " ".join(f.text for f in finals if f.text)
+        seg = turn.segments[i]
+        assert seg.end_ns is not None
+        if text:
+            self.commit(turn, seg, finals, text)
+        # A turn without words (noise the VAD took for speech) is dropped. Either way its speech is decided:
+        # a final for it that comes later (a redelivery) is not taken for new speech.
+        rest = turn.segments[i + 1:]
+        self.set(turn=OpenTurn(segments=rest) if rest else None,
+                 finals=tuple(f for f in self.s.finals if f not in finals),
+                 decided_until_ns=max(self.s.decided_until_ns, seg.end_ns))
+
+    def commit(self, turn: OpenTurn, seg: Segment, finals: tuple[Final, ...], text: str) -> None:
         turn_id = self.s.turn_id()
-        assert turn.speech_end_ns is not None
+        assert seg.end_ns is not None
         self.emit(TurnCommitted, turn_id, text=text, speech_start_media_ns=turn.start_ns,
-                  speech_end_media_ns=turn.speech_end_ns)
-        self.stamp(turn_id, "speech_end", turn.speech_end_wall_ns, turn.speech_end_ns)
-        self.stamp(turn_id, "vad_end", turn.vad_end_wall_ns, turn.vad_end_ns)
-        self.stamp(turn_id, "asr_final", finals[-1].wall_ns, finals[-1].end_ns)
+                  speech_end_media_ns=seg.end_ns)
+        self.stamp(turn_id, "speech_end", seg.end_wall_ns, seg.end_ns)
+        self.stamp(turn_id, "vad_end", seg.vad_end_wall_ns, seg.vad_end_ns)
+        last = max(finals, key=lambda f: f.wall_ns)  # the words were all there once the last final was made
+        self.stamp(turn_id, "asr_final", last.wall_ns, last.end_ns)
         if turn.speculative_ns is not None:
             self.stamp(turn_id, "turn_speculative", turn.speculative_wall_ns, turn.speculative_ns)
         self.stamp(turn_id, "turn_committed", self.wall_ns, self.s.now_ns)

@@ -20,7 +20,7 @@ class Policy:
     incomplete_silence_ns: int = 1200 * MS
     max_silence_ns: int = 1500 * MS
     speculative_ns: int = 200 * MS
-    asr_wait_ns: int = 3000 * MS
+    asr_wait_ns: int = 8000 * MS
     min_speech_ns: int = 150 * MS
     false_interruption_ns: int = 1000 * MS
     resume_false_interruption: bool = True

@@ -34,8 +34,9 @@ class TurnSettings(CommonSettings):
         200, ge=0, description="Pause after which a turn with text is offered speculatively to the responder."
     )
     turn_asr_wait_ms: int = Field(
-        3000, ge=0, description="How much longer than its threshold a turn waits for the final transcript "
-        "(the ASR sends one for every utterance; a loaded ASR is late, and a turn without it is dropped)."
+        8000, ge=0, description="How much longer than its threshold a turn waits for the final transcript "
+        "(the ASR sends one for every utterance; a loaded ASR is late, and a turn without it is dropped). "
+        "Waiting costs nothing when the ASR is on time; on telephone audio a loaded recogniser was 3-4 s late."
     )
     turn_min_speech_ms: int = Field(
         150, ge=0, description="Speech shorter than this neither opens a turn nor resumes one."

@@ -25,17 +25,33 @@ class Final(_Frozen):
     wall_ns: int
 
 
-class OpenTurn(_Frozen):
-    """The person's turn in progress: speech confirmed (at least the minimum duration), not yet committed."""
+class Segment(_Frozen):
+    """One utterance of a turn: speech long enough to count, between a VAD start and its stop."""
 
-    start_ns: int  # media start of the turn's first utterance
-    utterance_start_ns: int  # media start of its latest utterance
-    speech_end_ns: int | None = None  # end of the latest utterance; None while it goes on
-    speech_end_wall_ns: int = 0
+    start_ns: int
+    end_ns: int | None = None  # the last voiced frame; None while it goes on
+    end_wall_ns: int = 0
     vad_end_ns: int = 0  # media time of the SpeechStopped decision
     vad_end_wall_ns: int = 0
+
+
+class OpenTurn(_Frozen):
+    """The person's turn in progress, not yet committed: its utterances in order (the last may go on).
+
+    A pause between two of them may still turn out to be the turn's end: when the words before it come late
+    (a loaded recogniser), the pause is judged once they come, as if they had come at once."""
+
+    segments: tuple[Segment, ...]
     speculative_ns: int | None = None  # media time the current turn id was offered speculatively
     speculative_wall_ns: int = 0
+
+    @property
+    def start_ns(self) -> int:
+        return self.segments[0].start_ns
+
+    @property
+    def last(self) -> Segment:
+        return self.segments[-1]
 
 
 class Interruption(_Frozen):
@@ -62,6 +78,7 @@ class TurnState(_Frozen):
     reply: str | None = None  # committed turn whose reply is in flight or playing
     interruption: Interruption | None = None
     held: tuple[HeldEvent, ...] = ()  # edge events read ahead of the VAD events it sent before them
+    ending: bool = False  # the session ended; words the person said before are still due
     ended: bool = False
 
     def turn_id(self) -> str:

@@ -10,6 +10,7 @@ import pytest
 from bench.endpointing_events import MS, WALL0_NS, Conversation
 from schemas.base import Event
 from schemas.conversation import TranscriptFinal, TranscriptPartial, TurnCommitted
+from schemas.edge import SpeechStarted
 from schemas.telemetry import StageStamped
 from schemas.topics import PLAYOUT, SESSIONS, TRANSCRIPTS, TURNS, VAD
 from streams.turns.core import SOURCES, Context, Inbound, initial, step
@@ -91,7 +92,7 @@ CASES: dict[str, tuple[Callable[[], Conversation], Policy, list[tuple[Any, ...]]
         lambda: conv().say(500, 1500, "").wait(3000), DEFAULT, [],
     ),
     "final transcript never comes: committed with the text it has after the ASR wait": (
-        lambda: conv().say(500, 1500, "i want to").say(1800, 2400, None).wait(7000), DEFAULT,
+        lambda: conv().say(500, 1500, "i want to").say(1800, 2400, None).wait(12000), DEFAULT,
         [("turn_committed", "1", "i want to")],
     ),
     "speculation off (threshold at the speculative pause)": (
@@ -124,10 +125,10 @@ CASES: dict[str, tuple[Callable[[], Conversation], Policy, list[tuple[Any, ...]]
                  .playout_finished(f"{SID}-1", 1800).wait(4300)), DEFAULT,
         [("turn_speculative", "1", "hi"), ("turn_committed", "1", "hi"), ("turn_ended", "1", "completed")],
     ),
-    "session ends during a speculative turn": (
+    "session ends during a speculative turn: the words are committed (the log keeps them), the reply cancelled": (
         lambda: conv().say(500, 1500, "hello there").wait(1800).end().wait(3000), DEFAULT,
-        [("turn_speculative", "1", "hello there"), ("turn_cancelled", "1", "session_ended"),
-         ("turn_ended", "1", "cancelled")],
+        [("turn_speculative", "1", "hello there"), ("turn_committed", "1", "hello there"),
+         ("turn_cancelled", "1", "session_ended"), ("turn_ended", "1", "cancelled")],
     ),
     "two turns get consecutive ids": (
         lambda: conv().say(500, 1500, "hello").wait(2500).say(4000, 5000, "goodbye").wait(6000), DEFAULT,
@@ -289,3 +290,44 @@ def test_a_final_redelivered_after_its_turn_was_committed_opens_nothing() -> Non
     again, more = run([final, *conv().wait(0).events], state=state)
     assert more == [] and again == state
     assert turns(decisions)[-1] == ("turn_committed", "1", "hello there")
+
+
+def test_a_pause_is_judged_when_its_late_words_come() -> None:
+    """A loaded recogniser: the first utterance's final comes after the person spoke again. The 1 s pause was
+    the turn's end, as it would have been with the words on time: two turns, not one that never ends."""
+    c = conv().say(500, 1500, None).say(2500, 3500, None)
+    c.final(500, 1500, "the first one")
+    c.final(2500, 3500, "and the second")
+    _, decisions = run(c.wait(6000).events)
+    assert [row for row in turns(decisions) if row[0] == "turn_committed"] == [
+        ("turn_committed", "1", "the first one"), ("turn_committed", "2", "and the second")]
+
+
+def test_a_short_pause_with_late_words_stays_inside_the_turn() -> None:
+    c = conv().say(500, 1500, None).say(1800, 2600, None)
+    c.final(500, 1500, "i want to")
+    c.final(1800, 2600, "go home")
+    _, decisions = run(c.wait(5000).events)
+    assert [row for row in turns(decisions) if row[0] == "turn_committed"] == [
+        ("turn_committed", "1", "i want to go home")]
+
+
+def test_words_due_when_the_session_ends_are_still_committed() -> None:
+    """The person hangs up while the recogniser is still on their last utterance: the conversation log keeps
+    the turn (committed once its final comes), and its reply is cancelled with the session."""
+    c = conv().say(500, 1500, None).wait(1800).end()
+    c.final(500, 1500, "goodbye then")
+    _, decisions = run(c.events)
+    assert turns(decisions) == [("turn_committed", "1", "goodbye then"), ("turn_cancelled", "1", "session_ended"),
+                                ("turn_ended", "1", "cancelled")]  # no speculation: the words came at the end
+
+
+def test_an_utterance_cut_off_by_the_session_end_is_not_a_turn() -> None:
+    c = conv().say(500, 1500, "hello there").wait(2600)
+    c.t_ms = 3000
+    c.events.append(SpeechStarted(session_id=SID, seq=900, media_ns=3060 * MS, wall_ns=WALL0_NS, node_id="edge-1",
+                                  speech_start_media_ns=3000 * MS, speech_start_wall_ns=WALL0_NS, probability=0.9))
+    c.t_ms = 3400
+    _, decisions = run(c.end().events)
+    assert [row for row in turns(decisions) if row[0] == "turn_committed"] == [("turn_committed", "1", "hello there")]
+    assert turns(decisions)[-1] == ("turn_ended", "1", "cancelled")  # its reply, with the session

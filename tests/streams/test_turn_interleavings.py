@@ -20,7 +20,7 @@ from streams.turns.policy import Policy
 from tests.streams.test_turn_core import CASES, SID, conv, run
 
 MS = 1_000_000
-MAX_LAG_NS = 1500 * MS  # how far a transcript or playout event may trail the VAD (half the ASR wait)
+MAX_LAG_NS = 2500 * MS  # how far a transcript or playout event may trail the VAD (within the ASR wait)
 
 SCRIPTS: dict[str, Callable[[], list[Event]]] = {
     **{name: (lambda script=script: script().events) for name, (script, policy, _) in CASES.items()
@@ -84,8 +84,7 @@ def test_every_interleaving_gives_the_same_turns(data: st.DataObject, name: str)
     words = " ".join(texts).split()
     finals = [e.text for e in events if isinstance(e, TranscriptFinal) and e.text
               and e.end_media_ns - e.start_media_ns >= Policy().min_speech_ns]
-    if not any(e.type == "session_ended" for e in events):  # else the person may leave before a commit
-        assert sorted(words) == sorted(" ".join(finals).split())
+    assert sorted(words) == sorted(" ".join(finals).split())
     assert len({turn_id for turn_id, _ in committed(decisions)}) == len(texts)
 
 
