@@ -21,6 +21,7 @@ import logging
 from typing import Any
 
 import faust
+from pydantic import ValidationError
 from faust.serializers import codecs
 
 from schemas.base import Event, now_ns
@@ -58,7 +59,14 @@ class StateCodec(codecs.Codec):
         return s.to_json()  # type: ignore[no-any-return]
 
     def _loads(self, s: bytes) -> Any:
-        return TurnState.from_json(s)
+        try:
+            return TurnState.from_json(s)
+        except ValidationError as exc:
+            # A state written by an older version of the core (its shape changed): the session starts afresh
+            # rather than the processor failing its recovery forever.
+            log.warning("turn state in the changelog is unreadable, starting the session afresh: %s",
+                        str(exc).splitlines()[0])
+            return None
 
 
 def needs_write(old: TurnState | None, new: TurnState, decisions: tuple[Event, ...]) -> bool:

@@ -159,7 +159,8 @@ class _Step:
     def apply(self, e: Inbound) -> None:
         s = self.s
         if isinstance(e, SpeechStarted):
-            self.set(speaking=True, utterance_start_ns=e.speech_start_media_ns, utterance_confirmed=False)
+            self.set(speaking=True, utterance_start_ns=e.speech_start_media_ns, utterance_announced_ns=e.media_ns,
+                     utterance_confirmed=False)
         elif isinstance(e, SpeechStopped):
             self.speech_stopped(e)
         elif isinstance(e, VadProgress):
@@ -200,14 +201,15 @@ class _Step:
     def confirm(self, start: int) -> None:
         """Speech long enough to count: it opens a turn, or resumes the open one (withdrawing a speculative)."""
         turn = self.s.turn
+        segment = Segment(start_ns=start, announced_ns=max(start, self.s.utterance_announced_ns))
         if turn is None:
-            # Finals from before this speech (noise that did not open a turn) are not part of it.
-            kept = tuple(f for f in self.s.finals if f.end_ns > start)
-            self.set(turn=OpenTurn(segments=(Segment(start_ns=start),)), finals=kept)
+            # Finals from well before this speech (noise that did not open a turn) are not part of it.
+            kept = tuple(f for f in self.s.finals if f.end_ns > self.lead_from(start))
+            self.set(turn=OpenTurn(segments=(segment,)), finals=kept)
         else:
             if turn.speculative_ns is not None:
                 self.withdraw()
-            self.set_turn(segments=(*turn.segments, Segment(start_ns=start)))
+            self.set_turn(segments=(*turn.segments, segment))
         self.set(utterance_confirmed=True)
 
     def interrupts(self, f: Final, at_ns: int) -> bool:
@@ -303,13 +305,15 @@ class _Step:
             text = " ".join(f.text for f in finals if f.text)
             heard = any(f.end_ns > seg.start_ns for f in finals)  # this utterance has its final
             needed = p.silence_needed(text)
-            pause = s.now_ns - seg.end_ns if last else turn.segments[i + 1].start_ns - seg.end_ns
-            if last and s.ending:
-                pause = needed  # the person left: nothing more is coming
             waited = s.now_ns - seg.end_ns >= needed + p.asr_wait_ns  # the final is not coming
             if not heard and not waited:
                 return None  # its words are due; a later pause cannot be judged before this one
-            if pause >= needed:
+            pause = s.now_ns - seg.end_ns
+            if last and (s.ending or pause >= needed):  # s.ending: the person left, nothing more is coming
+                return i
+            # A past pause ended when the VAD announced the next speech, not where it dates its start (up to
+            # ~100 ms earlier): with its words on time, the turn would have been committed in between.
+            if not last and turn.segments[i + 1].announced_ns - seg.end_ns > needed:
                 return i
             if last and heard and turn.speculative_ns is None and pause >= p.speculative_ns and p.speculates(text):
                 self.emit(TurnSpeculative, s.turn_id(), text=text, speech_start_media_ns=turn.start_ns,
@@ -318,10 +322,16 @@ class _Step:
         return None
 
     def finals_of(self, turn: OpenTurn, i: int) -> tuple[Final, ...]:
-        """The finals of the turn's utterances up to the i-th: spans overlapping its speech (later ones wait)."""
+        """The finals of the turn's utterances up to the i-th (later ones wait), and of speech too short to
+        count just before the turn: words there (speech the VAD cut short) lead into it. The recogniser sends
+        a session's finals in order, so those came before the finals of the turn's own speech."""
         end = turn.segments[i].end_ns
         assert end is not None
-        return tuple(f for f in self.s.finals if f.end_ns > turn.start_ns and f.start_ns <= end)
+        lead = self.lead_from(turn.start_ns)
+        return tuple(f for f in self.s.finals if f.end_ns > lead and f.start_ns <= end)
+
+    def lead_from(self, start_ns: int) -> int:
+        return max(self.s.decided_until_ns, start_ns - self.p.max_silence_ns)
 
     def close(self, turn: OpenTurn, i: int) -> None:
         """The turn ends after its i-th utterance: commit it (or drop it without words); the rest goes on."""
@@ -341,8 +351,8 @@ class _Step:
     def commit(self, turn: OpenTurn, seg: Segment, finals: tuple[Final, ...], text: str) -> None:
         turn_id = self.s.turn_id()
         assert seg.end_ns is not None
-        self.emit(TurnCommitted, turn_id, text=text, speech_start_media_ns=turn.start_ns,
-                  speech_end_media_ns=seg.end_ns)
+        self.emit(TurnCommitted, turn_id, text=text, speech_end_media_ns=seg.end_ns,
+                  speech_start_media_ns=min(turn.start_ns, *(f.start_ns for f in finals)))
         self.stamp(turn_id, "speech_end", seg.end_wall_ns, seg.end_ns)
         self.stamp(turn_id, "vad_end", seg.vad_end_wall_ns, seg.vad_end_ns)
         last = max(finals, key=lambda f: f.wall_ns)  # the words were all there once the last final was made

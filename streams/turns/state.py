@@ -29,6 +29,7 @@ class Segment(_Frozen):
     """One utterance of a turn: speech long enough to count, between a VAD start and its stop."""
 
     start_ns: int
+    announced_ns: int  # when the VAD said it started (SpeechStarted's media time), a little after start_ns
     end_ns: int | None = None  # the last voiced frame; None while it goes on
     end_wall_ns: int = 0
     vad_end_ns: int = 0  # media time of the SpeechStopped decision
@@ -72,6 +73,7 @@ class TurnState(_Frozen):
     now_ns: int = 0  # the session's media clock as far as events have carried it
     speaking: bool = False
     utterance_start_ns: int = 0  # start of the utterance going on (valid while speaking)
+    utterance_announced_ns: int = 0  # media time of its SpeechStarted
     utterance_confirmed: bool = False  # it lasted at least the minimum duration
     turn: OpenTurn | None = None
     finals: tuple[Final, ...] = ()

@@ -81,6 +81,10 @@ CASES: dict[str, tuple[Callable[[], Conversation], Policy, list[tuple[Any, ...]]
         lambda: conv().say(500, 1500, "i would like the").wait(3500), DEFAULT,
         [("turn_committed", "1", "i would like the")],
     ),
+    "words in speech too short to count lead into the turn right after it (the VAD cut real speech short)": (
+        lambda: conv().say(500, 620, "the key").say(900, 2000, "is on the table").wait(3000), DEFAULT,
+        [("turn_speculative", "1", "the key is on the table"), ("turn_committed", "1", "the key is on the table")],
+    ),
     "short speech below the minimum opens no turn": (
         lambda: conv().say(500, 580, "uh").wait(2000), DEFAULT, [],
     ),
@@ -331,3 +335,16 @@ def test_an_utterance_cut_off_by_the_session_end_is_not_a_turn() -> None:
     _, decisions = run(c.end().events)
     assert [row for row in turns(decisions) if row[0] == "turn_committed"] == [("turn_committed", "1", "hello there")]
     assert turns(decisions)[-1] == ("turn_ended", "1", "cancelled")  # its reply, with the session
+
+
+def test_a_past_pause_ends_when_the_next_speech_was_announced_not_where_it_is_dated() -> None:
+    """The VAD dates a start back to where the speech began but says so only once it is sure (60 ms and more
+    later). With the words on time the core commits before the announcement, so with them late it must too."""
+    late, on_time = conv().say(500, 1500, None), conv().say(500, 1500, "in a group")
+    for c in (late, on_time):
+        c.say(1960, 2600, None)  # 460 ms after the first speech (500 needed), announced 60 ms after that
+    late.final(500, 1500, "in a group")
+    for c in (late, on_time):
+        c.final(1960, 2600, "we met")
+    committed = [[r for r in turns(run(c.wait(5000).events)[1]) if r[0] == "turn_committed"] for c in (late, on_time)]
+    assert committed[0] == committed[1] == [("turn_committed", "1", "in a group"), ("turn_committed", "2", "we met")]

@@ -8,6 +8,7 @@ bounded by the policy's ASR wait (a final later than that is, by the policy, too
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 from hypothesis import HealthCheck, given, settings
@@ -30,6 +31,9 @@ SCRIPTS: dict[str, Callable[[], list[Event]]] = {
         .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(4500).say(5000, 5400, "and so")
         .say(5800, 6600, "what happened?").wait(8000).say(9000, 9800, "hello there").say(10100, 10900, "again")
         .wait(12500).end().events),
+    "words cut short by the VAD, pauses near the threshold": lambda: (
+        conv().say(500, 620, "the key").say(900, 2000, "is on the table").wait(2440).say(2460, 3000, "i said")
+        .wait(3700).say(4220, 4500, "ok").wait(6000).events),
     "five turns back to back with short pauses": lambda: (
         conv().say(300, 1100, "one").wait(1800).say(2000, 2900, "two please").wait(3600)
         .say(3700, 4400, "three").wait(5100).say(5200, 6000, "four").wait(6800).say(6900, 7600, "five")
@@ -78,13 +82,13 @@ def test_every_interleaving_gives_the_same_turns(data: st.DataObject, name: str)
     shuffled = data.draw(interleavings(events))
     _, decisions = run(shuffled, roundtrip=True)
     assert outcomes(decisions) == outcomes(expected)
-    # No utterance with words lost, none committed twice. (Speech shorter than the policy's minimum is noise
-    # even when the recogniser makes a word of it.)
+    # No utterance with words lost, none committed twice. (Speech shorter than the policy's minimum counts only
+    # when a turn follows it: alone it is noise, even when the recogniser makes a word of it.)
     texts = [text for _, text in committed(decisions)]
-    words = " ".join(texts).split()
-    finals = [e.text for e in events if isinstance(e, TranscriptFinal) and e.text
-              and e.end_media_ns - e.start_media_ns >= Policy().min_speech_ns]
-    assert sorted(words) == sorted(" ".join(finals).split())
+    words = Counter(" ".join(texts).split())
+    finals = [e for e in events if isinstance(e, TranscriptFinal) and e.text]
+    long = Counter(" ".join(e.text for e in finals if e.end_media_ns - e.start_media_ns >= Policy().min_speech_ns).split())
+    assert long <= words <= Counter(" ".join(e.text for e in finals).split())
     assert len({turn_id for turn_id, _ in committed(decisions)}) == len(texts)
 
 
