@@ -13,6 +13,7 @@ from collections import deque
 import numpy as np
 
 RATE = 16_000
+FAR_FLOOR_RMS = 30.0  # PCM16 RMS (about -61 dBFS) below which a stretch of played audio counts as silence
 
 
 class EchoGuard:
@@ -41,8 +42,14 @@ class EchoGuard:
         size = 1 << (n - 1).bit_length()
         corr = np.fft.irfft(np.fft.rfft(far, size) * np.conj(np.fft.rfft(near, size)), size)[:len(far) - len(near) + 1]
         energy = np.convolve(far * far, np.ones(len(near)), mode="valid")  # |far segment|^2 at each lag
-        norm = np.sqrt(energy * float(near @ near)) + 1e-9
-        return float(np.max(np.abs(corr) / norm))
+        # Where the played audio was (near) silent there is nothing to echo: those lags do not count. Without
+        # the floor, rounding noise over exact digital silence divided by ~0 gave "similarities" in the
+        # thousands, and every barge-in in a reply's first second was taken for echo.
+        audible = energy > len(near) * FAR_FLOOR_RMS ** 2
+        if not audible.any():
+            return 0.0
+        norm = np.sqrt(energy[audible] * float(near @ near))
+        return float(np.max(np.abs(corr[audible]) / norm))
 
     def is_echo(self) -> bool:
         return self.similarity() >= self.threshold

@@ -20,3 +20,14 @@ def test_delayed_attenuated_reply_is_echo_and_another_voice_is_not() -> None:
     feed(person_guard, jfk, person[:len(jfk)])
     assert echo_guard.is_echo() and echo_guard.similarity() > 0.9
     assert not person_guard.is_echo()
+
+
+def test_silence_in_what_was_played_is_not_taken_for_an_echo_of_the_person() -> None:
+    """The track plays exact digital silence between replies: a person speaking at the start of a reply must
+    not match it (rounding noise over zero energy once gave similarities in the thousands)."""
+    reply = read_wav(SPEECH / "misc" / "jfk.wav")[:16000 * 2]
+    person = read_wav(next((SPEECH / "librivox").glob("*0880.wav")))[16000:16000 * 3]
+    far = np.concatenate([np.zeros(16000, np.int16), reply[:16000]])  # 1 s of silence, then the reply starts
+    guard = EchoGuard()
+    feed(guard, far, np.concatenate([np.zeros(16000, np.int16), person[:16000]]))
+    assert guard.similarity() < 0.5 and not guard.is_echo()
