@@ -17,6 +17,9 @@ from inference.engines.audio import Resampler
 from inference.engines.base import AsrCapabilities, AsrEngine, AsrStream, EngineError, require
 
 MODEL_RATE = 16000
+# Fewer active HMMs and word exits per frame, fewer Gaussians scored: real-time factor 0.21 -> 0.12 on the shared
+# librivox clips, jfk and goforward, with the same word error rate (39 %). Several sessions share one core.
+SEARCH_LIMITS = {"maxhmmpf": 5000, "maxwpf": 10, "topn": 2}
 
 
 class PocketSphinxAsr(AsrEngine):
@@ -29,7 +32,7 @@ class PocketSphinxAsr(AsrEngine):
         self._idle: list[Any] = []
 
     def _new_decoder(self) -> Any:
-        return self._ps.Decoder(fwdflat=False, bestpath=False, loglevel="FATAL")
+        return self._ps.Decoder(fwdflat=False, bestpath=False, loglevel="FATAL", **SEARCH_LIMITS)
 
     async def warm(self) -> None:
         """Load the pool ahead (about 0.5 s and 90 MB each), so the first utterances of several sessions
