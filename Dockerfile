@@ -6,6 +6,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY voicebus voicebus
+COPY runtime runtime
 COPY schemas schemas
 COPY ingest ingest
 COPY streams streams

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.edge_client import Clip, EdgeClient, read_wav
+from ingest.client import Clip, EdgeClient, read_wav
 from schemas.audio import decode_frame
 from schemas.conversation import ReplyAudioChunk, ReplyEnded
 from schemas.topics import REPLIES

@@ -8,7 +8,7 @@ import asyncio
 import statistics
 import time
 
-from inference.engines.audio import Resampler
+from runtime.pcm import Resampler
 from inference.engines.espeak import EspeakTts
 
 SENTENCES = [

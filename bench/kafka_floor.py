@@ -9,8 +9,8 @@ import uuid
 import numpy as np
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from voicebus.kafka import make_consumer, make_producer
-from voicebus.settings import CommonSettings
+from runtime.kafka import make_consumer, make_producer
+from runtime.settings import CommonSettings
 
 
 async def measure_hop(settings: CommonSettings, messages: int = 500, interval_s: float = 0.004,

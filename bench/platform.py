@@ -24,7 +24,7 @@ from typing import Any
 from bench.kafka_floor import measure_hop
 from bench.simulate import SPEECH, Script, Utterance, converse, describe, pct, server_turns, summarize
 from ingest.ice import use_host_addresses
-from voicebus.settings import CommonSettings
+from runtime.settings import CommonSettings
 
 # Kafka hops on the path from the end of speech to the first reply audio: edge -> voice.vad -> turn processor,
 # turn processor -> voice.turns -> responder, responder -> voice.replies.<node> -> edge.

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.edge_client import Clip, EdgeClient, Told, frames_of, read_wav
+from ingest.client import Clip, EdgeClient, Told, frames_of, read_wav
 from ingest.ice import use_host_addresses
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"

@@ -21,7 +21,7 @@ from pathlib import Path
 from streams.telemetry.backend import Direct
 from streams.telemetry.ops import build_parser, run
 from streams.telemetry.schema import apply_schema
-from voicebus.clickhouse import connect
+from runtime.clickhouse import connect
 
 STAGES = [
     "speech_end",

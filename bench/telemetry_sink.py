@@ -23,11 +23,11 @@ from schemas.telemetry import STAGES, StageStamped
 from schemas.topics import TELEMETRY
 from streams.telemetry.settings import TelemetrySettings
 from streams.telemetry.sink import TelemetrySink
-from voicebus.clickhouse import connect
-from voicebus.kafka import make_producer
-from voicebus.kafka_broker import LocalKafka
-from voicebus.settings import CommonSettings, KafkaBrokerSettings
-from voicebus.topics import create_topics
+from runtime.clickhouse import connect
+from runtime.kafka import make_producer
+from runtime.broker import LocalKafka
+from runtime.settings import CommonSettings, KafkaBrokerSettings
+from runtime.provisioning import create_topics
 
 
 def free_port() -> int:

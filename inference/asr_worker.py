@@ -20,18 +20,19 @@ from typing import Any
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from inference.engines.base import AsrEngine, AsrStream, EngineError
-from inference.engines.factory import make_asr
+from inference.engine_choice import make_asr
 from inference.settings import AsrSettings
 from schemas.audio import AudioFrame
 from schemas.conversation import TranscriptFinal, TranscriptPartial
 from schemas.dlq import decode_or_dead_letter
 from schemas.edge import SessionEnded, SessionStarted, SpeechStarted, SpeechStopped, VadProgress
 from schemas.topics import AUDIO, DLQ, SESSIONS, TRANSCRIPTS, TYPE_HEADER, VAD, spec_for
-from voicebus.kafka import make_consumer, make_producer
-from voicebus.service import run_until_signal
+from runtime.kafka import make_consumer, make_producer
+from runtime.service import run_until_signal
 
 log = logging.getLogger(__name__)
 
+CONSUMES = (AUDIO, VAD, SESSIONS)  # co-partitioned: one worker holds all of a session
 RING_MS = 2000  # audio kept before a SpeechStarted arrives (the VAD topic may lag the audio topic)
 STOP_WAIT_S = 0.5  # after SpeechStopped, finish anyway once the session's audio has stalled this long
 # Events of the subscribed topics that the worker does nothing with: a record whose type header names one is
@@ -108,7 +109,7 @@ class AsrWorker:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         s = self.settings
         await self.engine.warm()
-        names = [s.topic(spec.name) for spec in (AUDIO, VAD, SESSIONS)]
+        names = [s.topic(spec.name) for spec in CONSUMES]
         consumer = make_consumer(s, *names, group_id=s.asr_group_id, enable_auto_commit=True,
                                  auto_commit_interval_ms=1000,
                                  partition_assignment_strategy=(RangePartitionAssignor,))

@@ -17,7 +17,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from inference.engines.audio import Resampler, duration_ms
+from runtime.pcm import Resampler, duration_ms
 from inference.engines.base import EngineError, LlmEngine, Message, TtsEngine
 from inference.history import Exchange, Spoken
 from inference.text import SentenceSplitter

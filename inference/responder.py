@@ -23,7 +23,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from inference.engines.base import LlmEngine, TtsEngine
-from inference.engines.factory import make_llm, make_tts
+from inference.engine_choice import make_llm, make_tts
 from inference.history import History
 from inference.offsets import OffsetTracker
 from inference.reply import ReplyJob, Work
@@ -40,11 +40,12 @@ from schemas.conversation import (
 )
 from schemas.dlq import dead_letter_for, decode_or_dead_letter
 from schemas.topics import DLQ, REPLIES, TELEMETRY, TURNS, replies_topic
-from voicebus.kafka import make_consumer, make_producer
-from voicebus.service import run_until_signal
+from runtime.kafka import make_consumer, make_producer
+from runtime.service import run_until_signal
 
 log = logging.getLogger(__name__)
 
+CONSUMES = (TURNS,)
 WORKER_HEADER = "voicebus-worker"  # which process produced a reply event (for operators and tests)
 RECENT_TURNS = 10_000  # finished turns remembered to ignore redeliveries and to cancel replies still playing
 
@@ -124,11 +125,12 @@ class Responder:
         s = self.settings
         await asyncio.gather(self.llm.warm(), self.tts.warm())
         self._producer = make_producer(s)
-        consumer = make_consumer(s, s.topic(TURNS.name), group_id=s.responder_group_id,
+        topics = [s.topic(spec.name) for spec in CONSUMES]
+        consumer = make_consumer(s, *topics, group_id=s.responder_group_id,
                                  session_timeout_ms=s.responder_session_timeout_ms,
                                  heartbeat_interval_ms=s.responder_session_timeout_ms // 5)
         await self._producer.start()
-        consumer.subscribe([s.topic(TURNS.name)], listener=_Rebalance(self, consumer))
+        consumer.subscribe(topics, listener=_Rebalance(self, consumer))
         await consumer.start()
         log.info("responder %s: llm %s, tts %s", self.worker, self.llm.name, self.tts.name)
         if ready is not None:

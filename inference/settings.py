@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 
 from inference.engines.openai_http import Endpoint
-from voicebus.settings import CommonSettings
+from runtime.settings import CommonSettings
 
 
 class HttpEngineSettings(CommonSettings):

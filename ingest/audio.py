@@ -5,18 +5,16 @@ Everything here is synchronous and per session; the event loop calls it as packe
 
 from __future__ import annotations
 
-import fractions
 from dataclasses import dataclass
 
 import av
 import numpy as np
 
+from runtime.pcm import Resampler
+from schemas.audio import FRAME_MS, FRAME_SAMPLES, NS_PER_FRAME, RATE
+
 OPUS_RATE = 48_000  # RTP clock of Opus, and the rate its decoder gives
-RATE = 16_000  # what voice.audio carries
-FRAME_MS = 20
-FRAME_SAMPLES = RATE * FRAME_MS // 1000  # 320
 RTP_TICKS_PER_FRAME = OPUS_RATE * FRAME_MS // 1000  # 960
-NS_PER_FRAME = FRAME_MS * 1_000_000
 
 
 class OpusDecoder:
@@ -45,26 +43,6 @@ class OpusDecoder:
         if self._lost_run == 1:
             return (self._last // 2).astype(np.int16)
         return np.zeros(RTP_TICKS_PER_FRAME, dtype=np.int16)
-
-
-class Resampler:
-    """Mono int16 at ``rate_in`` -> mono int16 at ``rate_out``; stateful (the filter spans calls)."""
-
-    def __init__(self, rate_in: int, rate_out: int = RATE) -> None:
-        self.rate_in, self.rate_out = rate_in, rate_out
-        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate_out)
-        self._pts = 0
-
-    def __call__(self, pcm: np.ndarray) -> np.ndarray:
-        if self.rate_in == self.rate_out:
-            return pcm
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = self.rate_in
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, self.rate_in)
-        self._pts += len(pcm)
-        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.int16)
 
 
 @dataclass(frozen=True)

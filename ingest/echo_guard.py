@@ -12,7 +12,8 @@ from collections import deque
 
 import numpy as np
 
-RATE = 16_000
+from schemas.audio import RATE
+
 FAR_FLOOR_RMS = 30.0  # PCM16 RMS (about -61 dBFS) below which a stretch of played audio counts as silence
 
 

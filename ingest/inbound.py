@@ -13,22 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.audio import (
-    NS_PER_FRAME,
-    OPUS_RATE,
-    RTP_TICKS_PER_FRAME,
-    CaptureClock,
-    Framer,
-    OpusDecoder,
-    RawFrame,
-    Resampler,
-    ntp_to_unix_ns,
-)
+from ingest.audio import OPUS_RATE, RTP_TICKS_PER_FRAME, CaptureClock, Framer, OpusDecoder, RawFrame, ntp_to_unix_ns
 from ingest.engines.aec import EchoCanceller
 from ingest.engines.ns import NoiseSuppressor
 from ingest.engines.vad import VadStream
 from ingest.jitter import TS_MOD, AdaptiveJitterBuffer, Slot, unwrap
 from ingest.speech import Decision, Segmenter, SpeechStart
+from runtime.pcm import Resampler
+from schemas.audio import NS_PER_FRAME, RATE
 
 STALL_NS = 5_000_000  # a deadline timer this late means the event loop, not the network, held the packet
 
@@ -57,7 +49,7 @@ class Inbound:
         self.buffer = AdaptiveJitterBuffer(max_wait_ms=max_wait_ms)
         self.clock = CaptureClock()
         self._decoder = OpusDecoder()
-        self._resampler = Resampler(OPUS_RATE)
+        self._resampler = Resampler(OPUS_RATE, RATE)
         self._framer = Framer()
         self._vad, self._segmenter, self._sink, self._echo, self._ns = vad, segmenter, sink, echo, ns
         self._raw_vad, self._raw_speech = raw_vad, raw_speech

@@ -1,59 +1,15 @@
-"""The edge's counters, gauges and histograms, rendered in the Prometheus text format (no client library)."""
+"""The edge's metrics (runtime.metrics renders them on the edge's own /metrics)."""
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Callable
-
-LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 40, 80, 160, 320, 640, 1280)
+from runtime.metrics import Counter, Histogram, Registry
 
 
-class Counter:
-    def __init__(self, name: str, help_text: str) -> None:
-        self.name, self.help, self.value = name, help_text, 0
-
-    def inc(self, n: int = 1) -> None:
-        self.value += n
-
-    def render(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter", f"{self.name} {self.value}"]
-
-
-class Gauge:
-    """A value read when scraped."""
-
-    def __init__(self, name: str, help_text: str, read: Callable[[], float]) -> None:
-        self.name, self.help, self.read = name, help_text, read
-
-    def render(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} gauge", f"{self.name} {self.read():g}"]
-
-
-class Histogram:
-    def __init__(self, name: str, help_text: str, buckets: tuple[float, ...] = LATENCY_BUCKETS_MS) -> None:
-        self.name, self.help, self.buckets = name, help_text, buckets
-        self.counts = [0] * (len(buckets) + 1)
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.sum += value
-        self.count += 1
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        running = 0
-        for bound, n in zip((*self.buckets, "+Inf"), self.counts, strict=True):
-            running += n
-            lines.append(f'{self.name}_bucket{{le="{bound}"}} {running}')
-        return [*lines, f"{self.name}_sum {self.sum:g}", f"{self.name}_count {self.count}"]
-
-
-class Metrics:
+class Metrics(Registry):
     """Every metric of one edge process."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.sessions_started = Counter("voicebus_ingest_sessions_started_total", "Sessions accepted.")
         self.sessions_rejected = Counter("voicebus_ingest_sessions_rejected_total", "Offers refused (4xx/5xx).")
         self.frames_in = Counter("voicebus_ingest_frames_in_total", "20 ms frames cut from received audio.")
@@ -71,11 +27,3 @@ class Metrics:
                                        "Capture (sender's clock, from RTCP) to packet arrival, ms.")
         self.playout_lateness = Histogram("voicebus_ingest_playout_lateness_ms",
                                           "Send time minus its 20 ms grid slot, ms.", (0.5, 1, 2, 5, 10, 20, 40))
-        self.gauges: list[Gauge] = []
-
-    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
-        self.gauges.append(Gauge(name, help_text, read))
-
-    def render(self) -> str:
-        items = [v for v in vars(self).values() if isinstance(v, Counter | Histogram)] + self.gauges
-        return "\n".join(line for item in items for line in item.render()) + "\n"

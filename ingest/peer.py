@@ -24,7 +24,7 @@ from ingest.publisher import Publisher
 from ingest.rtp_tap import tap_receiver
 from ingest.settings import IngestSettings
 from ingest.speech import Decision, Progress, Segmenter, SpeechStart, SpeechStop, VadParams
-from schemas.audio import FLAG_CONCEALED, FLAG_VOICED, AudioFrame
+from schemas.audio import FLAG_CONCEALED, FLAG_VOICED, RATE, AudioFrame
 from schemas.conversation import ReplyAudioChunk, ReplyCancelled, ReplyEnded, ReplyText
 from schemas.edge import (
     PlayoutFinished,
@@ -191,7 +191,7 @@ class EdgeSession:
         if self.inbound.clock.synced and not frame.concealed:
             self.metrics.arrival_delay.observe((frame.arrival_ns - frame.capture_ns) / 1e6)
         flags = (FLAG_VOICED if frame.voiced else 0) | (FLAG_CONCEALED if frame.concealed else 0)
-        audio = AudioFrame(self.id, frame.index, frame.capture_ns, frame.media_ns, 16000, frame.pcm.tobytes(), flags)
+        audio = AudioFrame(self.id, frame.index, frame.capture_ns, frame.media_ns, RATE, frame.pcm.tobytes(), flags)
         if not self._publisher.audio(audio):
             self.frames_dropped += 1
         if self._guard is not None:

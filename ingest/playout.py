@@ -22,7 +22,9 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from ingest.audio import FRAME_MS, FRAME_SAMPLES, RATE, RTP_TICKS_PER_FRAME, Resampler
+from ingest.audio import RTP_TICKS_PER_FRAME
+from runtime.pcm import Resampler
+from schemas.audio import FRAME_MS, FRAME_SAMPLES, RATE
 
 log = logging.getLogger(__name__)
 

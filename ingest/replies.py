@@ -11,10 +11,13 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from schemas.dlq import decode_or_dead_letter
 from schemas.topics import DLQ, REPLIES
-from voicebus.kafka import make_consumer
-from voicebus.settings import CommonSettings
+from runtime.kafka import make_consumer
+from runtime.settings import CommonSettings
 
 log = logging.getLogger(__name__)
+
+
+CONSUMES = (REPLIES,)  # this node's own reply topic: replies_topic(node_id)
 
 
 class ReplyConsumer:

@@ -21,8 +21,8 @@ from ingest.publisher import Publisher
 from ingest.replies import ReplyConsumer
 from ingest.settings import IngestSettings
 from schemas.base import new_session_id
-from voicebus.kafka import make_producer
-from voicebus.service import run_until_signal
+from runtime.kafka import make_producer
+from runtime.service import run_until_signal
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class EdgeNode:
                 lambda: max((s.inbound.buffer.wait_ms for s in self.sessions.values()), default=0.0))
 
     async def start(self) -> None:
-        from voicebus.topics import create_topics
+        from runtime.provisioning import create_topics
 
         use_host_addresses(self.settings.ice_host_addresses)
         await create_topics(self.settings, (self.settings.node_id,))  # this node's return topic, if missing

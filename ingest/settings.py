@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import NoDecode
 
-from voicebus.settings import CommonSettings
+from runtime.settings import CommonSettings
 
 
 class IceServer(BaseModel):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FRAME_NS = 20_000_000
+from schemas.audio import NS_PER_FRAME as FRAME_NS
+
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+# The platform's audio: what voice.audio carries and every service computes in.
+RATE = 16_000
+FRAME_MS = 20
+FRAME_SAMPLES = RATE * FRAME_MS // 1000  # 320
+NS_PER_FRAME = FRAME_MS * 1_000_000
+
 MAGIC = b"VBAF"
 VERSION = 1
 FLAG_VOICED = 1

@@ -18,7 +18,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from schemas import audio
-from schemas.topics import ALL_SPECS, REPLIES, REPLIES_PATTERN, TopicSpec, spec_for
+from schemas.topics import ALL_SPECS, REPLIES, TopicSpec, spec_for
 
 Schema = dict[str, Any]
 
@@ -27,20 +27,6 @@ ASYNCAPI_VERSION = "3.0.0"
 ASYNCAPI_FILE = "asyncapi.json"
 KAFKA_BINDING_VERSION = "0.4.0"  # the newest the AsyncAPI 3.0.0 JSON Schema accepts
 SCHEMA_REF = "#/components/schemas/{model}"
-
-# Who reads each topic (design.md's flow); the writer is TopicSpec.producer.
-CONSUMERS: dict[str, tuple[str, ...]] = {
-    "voice.audio": ("asr",),
-    "voice.vad": ("streams",),
-    "voice.sessions": ("streams", "telemetry"),
-    "voice.playout": ("streams",),
-    "voice.transcripts": ("streams",),
-    "voice.turns": ("responder", "telemetry"),
-    "voice.telemetry": ("telemetry",),
-    "voice.dlq": (),
-    "voice.turn-state-changelog": ("streams",),
-    REPLIES_PATTERN: ("ingest",),
-}
 
 SESSION_KEY: Schema = {
     "type": "string",
@@ -234,7 +220,7 @@ def _operations() -> Schema:
         refs = [{"$ref": f"#/channels/{cid}/messages/{_message_id(m)}"} for m in spec.models]
         base = {"channel": {"$ref": f"#/channels/{cid}"}, "messages": refs}
         operations[f"send-{cid}"] = {"action": "send", **base, "summary": f"{spec.producer} writes {spec.name}"}
-        for consumer in CONSUMERS.get(spec.name, ()):
+        for consumer in spec.readers:
             operations[f"receive-{cid}-{consumer}"] = {"action": "receive", **base,
                                                        "summary": f"{consumer} reads {spec.name}"}
     return operations

@@ -78,6 +78,7 @@ class TopicSpec:
     producer: str
     codec: Any = field(repr=False)
     models: tuple[type, ...] = ()
+    readers: tuple[str, ...] = ()  # the services that consume it (each declares CONSUMES; a test compares)
     key: Literal["session_id", "source key"] = "session_id"
     partitions: int = SESSION_PARTITIONS
     retention_ms: int | None = DAY_MS
@@ -100,32 +101,33 @@ def _json_topic(name: str, description: str, producer: str, *models: type, **kw:
 
 
 AUDIO = TopicSpec("voice.audio", "20 ms PCM16 16 kHz mono frames from the edge (binary layout, schemas.audio)",
-                  "ingest", AudioCodec(), (AudioFrame,), retention_ms=10 * MINUTE_MS,
+                  "ingest", AudioCodec(), (AudioFrame,), readers=("asr",), retention_ms=10 * MINUTE_MS,
                   content_type="application/octet-stream")
 VAD = _json_topic("voice.vad", "speech started / stopped and media-clock progress from the edge's VAD",
-                  "ingest", SpeechStarted, SpeechStopped, VadProgress)
-SESSIONS = _json_topic("voice.sessions", "session lifecycle at the edge", "ingest", SessionStarted, SessionEnded)
+                  "ingest", SpeechStarted, SpeechStopped, VadProgress, readers=("streams", "asr"))
+SESSIONS = _json_topic("voice.sessions", "session lifecycle at the edge", "ingest", SessionStarted, SessionEnded,
+                       readers=("streams", "asr", "telemetry"))
 PLAYOUT = _json_topic("voice.playout", "what the edge actually played of each reply, and barge-ins",
-                      "ingest", PlayoutStarted, PlayoutFinished, PlayoutInterrupted)
+                      "ingest", PlayoutStarted, PlayoutFinished, PlayoutInterrupted, readers=("streams",))
 TRANSCRIPTS = _json_topic("voice.transcripts", "partial and final transcripts with media time spans", "asr",
-                          TranscriptPartial, TranscriptFinal)
+                          TranscriptPartial, TranscriptFinal, readers=("streams",))
 TURNS = _json_topic("voice.turns", "turn decisions: speculative, committed, cancelled, barge-in, ended",
                     "streams", TurnSpeculative, TurnCommitted, TurnCancelled, BargeIn, FalseInterruption,
-                    TurnEnded)
+                    TurnEnded, readers=("responder", "telemetry"))
 TELEMETRY = _json_topic("voice.telemetry", "per-stage timestamps of each turn", "every service", StageStamped,
-                        retention_ms=7 * DAY_MS)
+                        readers=("telemetry",), retention_ms=7 * DAY_MS)
 DLQ = _json_topic("voice.dlq", "undecodable messages with their origin and the error", "every consumer",
                   DeadLetter, key="source key", partitions=1, retention_ms=30 * DAY_MS,
                   # a dead letter carries the original bytes base64'd: room for a 1 MiB message and its headers
                   max_message_bytes=4 * 1024 * 1024)
 TURN_STATE_CHANGELOG = TopicSpec(
     "voice.turn-state-changelog", "changelog of the turn processor's per-session state table (Faust)",
-    "streams", None, key="session_id", retention_ms=None, cleanup_policy="compact",
+    "streams", None, readers=("streams",), key="session_id", retention_ms=None, cleanup_policy="compact",
 )
 
 REPLIES_PATTERN = "voice.replies.{node_id}"
 REPLIES = _json_topic(REPLIES_PATTERN, "reply audio, text, end and cancel for the sessions held by one edge node",
-                      "responder", ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled)
+                      "responder", ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, readers=("ingest",))
 
 # Topics that exist once per deployment (the per-node reply topics are made per node: replies_topic()).
 REGISTRY: tuple[TopicSpec, ...] = (AUDIO, VAD, SESSIONS, PLAYOUT, TRANSCRIPTS, TURNS, TELEMETRY, DLQ,
@@ -135,6 +137,18 @@ ALL_SPECS: tuple[TopicSpec, ...] = (*REGISTRY, REPLIES)
 
 def replies_topic(node_id: str) -> str:
     return REPLIES_PATTERN.format(node_id=node_id)
+
+
+_TOPIC_OF: dict[type, TopicSpec] = {model: spec for spec in ALL_SPECS for model in spec.models}
+
+
+def topic_of(model: type) -> TopicSpec:
+    """The topic that carries events of this model (each model is on exactly one topic). For a reply event
+    that is the per-node pattern: ``replies_topic(node)`` names the topic."""
+    try:
+        return _TOPIC_OF[model]
+    except KeyError:
+        raise KeyError(f"{model.__name__} is on no voicebus topic") from None
 
 
 def spec_for(name: str) -> TopicSpec:

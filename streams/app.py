@@ -9,7 +9,7 @@ import faust
 from schemas.topics import SESSION_PARTITIONS
 from streams.turns.agent import TurnProcessor
 from streams.turns.settings import TurnSettings
-from voicebus.log import setup_logging
+from runtime.log import setup_logging
 
 
 def make_app(settings: TurnSettings) -> faust.App:

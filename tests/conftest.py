@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from voicebus.settings import CommonSettings, KafkaBrokerSettings
+from runtime.settings import CommonSettings, KafkaBrokerSettings
 
 REPO = Path(__file__).resolve().parent.parent
 SPEECH = REPO.parent / "shared" / "data" / "speech"
@@ -35,14 +35,14 @@ _BROKERS: list[RunningKafka] = []
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for b in _BROKERS:
         terminalreporter.write_line(f"integration tests ran against a real Kafka broker started by the project "
-                                    f"(voicebus.kafka_broker) at {b.bootstrap}, pid {b.pid}, "
+                                    f"(runtime.broker) at {b.bootstrap}, pid {b.pid}, "
                                     f"ready in {b.start_seconds:.1f} s")
 
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningKafka]:
     """A real single-node KRaft broker started by the project's own `voicebus kafka start` code."""
-    from voicebus.kafka_broker import LocalKafka
+    from runtime.broker import LocalKafka
 
     port = free_port()
     settings = KafkaBrokerSettings(kafka_port=port, kafka_controller_port=free_port())
@@ -67,7 +67,7 @@ class TestTopics:
         return self.settings.topic(topic)
 
     async def create_all(self, node_ids: tuple[str, ...] = ()) -> None:
-        from voicebus.topics import create_topics
+        from runtime.provisioning import create_topics
 
         results = await create_topics(self.settings, node_ids)
         bad = [r for r in results if r.status == "mismatch"]

@@ -4,28 +4,85 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import sys
+from collections.abc import Callable
 
-from voicebus.log import setup_logging
-from voicebus.settings import CommonSettings, KafkaBrokerSettings
+from runtime.log import setup_logging
+from runtime.settings import CommonSettings, KafkaBrokerSettings
 
-# command -> (module:function, help). Each function takes the remaining argv and returns an exit code.
-SERVICES: dict[str, tuple[str, str]] = {
-    "ingest": ("ingest.server:main", "run a WebRTC edge node"),
-    "streams": ("streams.app:main", "run the turn processor (Faust)"),
-    "asr": ("inference.asr_worker:main", "run an ASR worker"),
-    "responder": ("inference.responder:main", "run a responder worker (LLM -> TTS)"),
-    "telemetry": ("streams.telemetry.sink:main", "run the telemetry sink (Kafka -> ClickHouse)"),
-    "ops": ("streams.telemetry.ops:main", "operator analytics over ClickHouse"),
-    "up": ("voicebus.supervisor:main", "run the whole platform on its embedded defaults"),
-    "simulate": ("bench.simulate:main", "simulated WebRTC conversations with a latency table"),
-    "bench": ("bench.platform:main", "the platform benchmark"),
+# Each command takes the remaining argv and returns an exit code. Imported when run: a command loads only its
+# own service (aiortc, Faust and the engines are heavy).
+
+
+def _ingest(argv: list[str]) -> int:
+    from ingest.server import main
+
+    return main(argv)
+
+
+def _streams(argv: list[str]) -> int:
+    from streams.app import main
+
+    return main(argv)
+
+
+def _asr(argv: list[str]) -> int:
+    from inference.asr_worker import main
+
+    return main(argv)
+
+
+def _responder(argv: list[str]) -> int:
+    from inference.responder import main
+
+    return main(argv)
+
+
+def _telemetry(argv: list[str]) -> int:
+    from streams.telemetry.sink import main
+
+    return main(argv)
+
+
+def _ops(argv: list[str]) -> int:
+    from streams.telemetry.ops import main
+
+    return main(argv)
+
+
+def _up(argv: list[str]) -> int:
+    from voicebus.supervisor import main
+
+    return main(argv)
+
+
+def _simulate(argv: list[str]) -> int:
+    from bench.simulate import main
+
+    return main(argv)
+
+
+def _bench(argv: list[str]) -> int:
+    from bench.platform import main
+
+    return main(argv)
+
+
+SERVICES: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "ingest": (_ingest, "run a WebRTC edge node"),
+    "streams": (_streams, "run the turn processor (Faust)"),
+    "asr": (_asr, "run an ASR worker"),
+    "responder": (_responder, "run a responder worker (LLM -> TTS)"),
+    "telemetry": (_telemetry, "run the telemetry sink (Kafka -> ClickHouse)"),
+    "ops": (_ops, "operator analytics over ClickHouse"),
+    "up": (_up, "run the whole platform on its embedded defaults"),
+    "simulate": (_simulate, "simulated WebRTC conversations with a latency table"),
+    "bench": (_bench, "the platform benchmark"),
 }
 
 
 def _kafka(argv: list[str]) -> int:
-    from voicebus.kafka_broker import BrokerError, LocalKafka, fetch_jars
+    from runtime.broker import BrokerError, LocalKafka, fetch_jars
 
     parser = argparse.ArgumentParser(prog="voicebus kafka", description="the local single-node KRaft broker")
     parser.add_argument("action", choices=["fetch", "start", "stop", "status"])
@@ -55,7 +112,7 @@ def _kafka(argv: list[str]) -> int:
 def _topics(argv: list[str]) -> int:
     from aiokafka.errors import KafkaConnectionError
 
-    from voicebus.topics import create_topics
+    from runtime.provisioning import create_topics
 
     parser = argparse.ArgumentParser(prog="voicebus topics", description="provision the registry's topics")
     parser.add_argument("action", choices=["create"])
@@ -101,12 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = CommonSettings()
     setup_logging(settings.log_level, settings.log_json)
     command, rest = argv[0], argv[1:]
-    if command in BUILTIN:
-        return BUILTIN[command][0](rest)
-    target, _ = SERVICES[command]
-    module_name, func = target.split(":")
-    module = importlib.import_module(module_name)
-    return int(getattr(module, func)(rest) or 0)
+    run = BUILTIN[command][0] if command in BUILTIN else SERVICES[command][0]
+    return int(run(rest) or 0)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 from pydantic_settings import BaseSettings
 
-from voicebus.settings import CommonSettings
+from runtime.settings import CommonSettings
 
 # One settings object per service; modules that define them.
 SETTINGS_MODULES = (
-    "voicebus.settings",
+    "runtime.settings",
     "voicebus.supervisor",
     "ingest.settings",
     "streams.turns.settings",

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
-from voicebus.kafka_broker import LocalKafka
-from voicebus.settings import KafkaBrokerSettings
-from voicebus.topics import create_topics
+from runtime.broker import LocalKafka
+from runtime.settings import KafkaBrokerSettings
+from runtime.provisioning import create_topics
 
 log = logging.getLogger("voicebus.up")
 

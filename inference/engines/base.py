@@ -1,16 +1,14 @@
 """The engine interfaces the workers see: streaming ASR, LLM, TTS.
 
 Each vendor implements one of these ABCs in its own module; a worker picks one from its settings
-(``inference.engines.factory``) and never knows which it got. Audio is PCM16 mono, little-endian, bytes.
+(``inference.engine_choice``) and never knows which it got. Audio is PCM16 mono, little-endian, bytes.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Literal
 
 
@@ -20,16 +18,6 @@ class EngineError(Exception):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
-
-
-def require(module: str, extra: str) -> ModuleType:
-    """Import an optional vendor module, or fail with the install command that provides it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(
-            f"{module} is not installed: install the extra with `pip install 'voicebus[{extra}]'`"
-        ) from exc
 
 
 @dataclass(frozen=True)

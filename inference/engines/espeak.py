@@ -14,7 +14,8 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
-from inference.engines.base import EngineError, TtsEngine, require
+from inference.engines.base import EngineError, TtsEngine
+from runtime.optional import optional_import
 
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 INITIALIZE_DONT_EXIT = 0x8000
@@ -32,7 +33,7 @@ def _library() -> tuple[Any, int]:
     global _lib
     with _lib_lock:
         if _lib is None:
-            loader = require("espeakng_loader", "tts-espeak")
+            loader = optional_import("espeakng_loader", "tts-espeak")
             lib = ctypes.CDLL(loader.get_library_path())
             data = Path(loader.get_data_path())
             lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]

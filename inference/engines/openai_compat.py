@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from inference.engines.audio import wav_bytes
+from runtime.pcm import wav_bytes
 from inference.engines.base import (
     AsrCapabilities,
     AsrEngine,

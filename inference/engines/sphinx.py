@@ -13,8 +13,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from inference.engines.audio import Resampler
-from inference.engines.base import AsrCapabilities, AsrEngine, AsrStream, EngineError, require
+from runtime.pcm import Resampler
+from inference.engines.base import AsrCapabilities, AsrEngine, AsrStream, EngineError
+from runtime.optional import optional_import
 
 MODEL_RATE = 16000
 # Fewer active HMMs and word exits per frame, fewer Gaussians scored: real-time factor 0.21 -> 0.12 on the shared
@@ -27,7 +28,7 @@ class PocketSphinxAsr(AsrEngine):
     capabilities = AsrCapabilities(streaming=True)
 
     def __init__(self, keep_idle: int = 4) -> None:
-        self._ps = require("pocketsphinx", "asr")
+        self._ps = optional_import("pocketsphinx", "asr")
         self._keep_idle = keep_idle
         self._idle: list[Any] = []
 

@@ -1,21 +1,10 @@
 """Audio engines of the edge, each behind a small ABC: VAD (vad.py), echo cancellation (aec.py), noise
-suppression (ns.py). Vendors are optional extras imported on first use (``guarded_import``)."""
+suppression (ns.py). Vendors are optional extras imported on first use (``runtime.optional``)."""
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-
 from ingest.engines.aec import EchoCanceller
 from ingest.engines.ns import NoiseSuppressor
-
-
-def guarded_import(module: str, extra: str) -> ModuleType:
-    """Import an optional vendor module, or fail with the extra that provides it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(f"{module} is not installed: pip install 'voicebus[{extra}]' ({exc})") from exc
 
 
 def build_audio_processing(aec: bool, ns: bool) -> tuple[EchoCanceller | None, NoiseSuppressor | None]:

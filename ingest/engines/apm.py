@@ -6,15 +6,16 @@ from typing import Any
 
 import numpy as np
 
-RATE = 16_000
+from schemas.audio import RATE
+
 CHUNK = RATE // 100  # the APM works on exactly 10 ms
 
 
 class Apm:
     def __init__(self, echo_cancellation: bool, noise_suppression: bool) -> None:
-        from ingest.engines import guarded_import
+        from runtime.optional import optional_import
 
-        self._rtc: Any = guarded_import("livekit.rtc", "aec")
+        self._rtc: Any = optional_import("livekit.rtc", "aec")
         self._apm = self._rtc.AudioProcessingModule(
             echo_cancellation=echo_cancellation, noise_suppression=noise_suppression, high_pass_filter=True)
 

@@ -38,9 +38,9 @@ def silero_model_path() -> Path:
 
 @cache
 def _silero_session() -> Any:
-    from ingest.engines import guarded_import
+    from runtime.optional import optional_import
 
-    ort = guarded_import("onnxruntime", "vad")
+    ort = optional_import("onnxruntime", "vad")
     options = ort.SessionOptions()
     # One thread: the edge runs many sessions on one core; a thread pool per call only adds overhead.
     options.intra_op_num_threads = 1

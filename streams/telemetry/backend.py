@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from streams.telemetry import queries
 from streams.telemetry.schema import apply_schema
 from streams.telemetry.settings import TelemetrySettings
-from voicebus.clickhouse import connect
+from runtime.clickhouse import connect
 
 
 class Backend(Protocol):

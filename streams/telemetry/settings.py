@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from voicebus.settings import ClickHouseSettings
+from runtime.settings import ClickHouseSettings
 
 
 class TelemetrySettings(ClickHouseSettings):

@@ -26,12 +26,12 @@ from streams.telemetry.rows import Row, TurnDays, to_row
 from streams.telemetry.server import serve
 from streams.telemetry.settings import TelemetrySettings
 from streams.telemetry.writer import ClickHouse
-from voicebus.kafka import make_consumer, make_producer
-from voicebus.service import run_until_signal
+from runtime.kafka import make_consumer, make_producer
+from runtime.service import run_until_signal
 
 log = logging.getLogger(__name__)
 
-SOURCES = (TELEMETRY, TURNS, SESSIONS)
+CONSUMES = (TELEMETRY, TURNS, SESSIONS)
 
 
 @dataclass
@@ -91,7 +91,7 @@ class TelemetrySink:
             if s.telemetry_query_port
             else None
         )
-        consumer = make_consumer(s, *(s.topic(spec.name) for spec in SOURCES), group_id=s.telemetry_group_id)
+        consumer = make_consumer(s, *(s.topic(spec.name) for spec in CONSUMES), group_id=s.telemetry_group_id)
         self._producer = make_producer(s)
         await self._producer.start()
         await consumer.start()

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from streams.telemetry import queries
 from streams.telemetry.rows import COLUMNS, Row
 from streams.telemetry.schema import apply_schema
-from voicebus.clickhouse import connect
+from runtime.clickhouse import connect
 
 T = TypeVar("T")
 

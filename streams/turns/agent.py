@@ -48,6 +48,7 @@ from streams.turns.state import TurnState
 log = logging.getLogger(__name__)
 TABLE = "turn-state"
 SOURCES = (VAD, TRANSCRIPTS, PLAYOUT, SESSIONS)
+CONSUMES = (*SOURCES, TURN_STATE_CHANGELOG)  # the changelog: read back to recover the table
 WRITE_EVERY_NS = 1_000_000_000  # a state that only moved the clock still reaches the changelog once a second
 _CLOCK_FIELDS = frozenset({"now_ns", "seen"})
 

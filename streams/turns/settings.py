@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from voicebus.settings import CommonSettings
+from runtime.settings import CommonSettings
 
 # Words after which a sentence rarely ends: a pause here is more likely a hesitation than the end of a turn.
 DEFAULT_CONTINUATION_WORDS = (

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.edge_client import Hearing, Told
+from ingest.client import Hearing, Told
 from bench.simulate import (
     Script,
     Utterance,

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bench.edge_client import Clip, EdgeClient, read_wav
+from ingest.client import Clip, EdgeClient, read_wav
 from tests.conftest import SPEECH
 from tests.e2e.conftest import Platform
 from tests.inference.openai_server import OpenAiProtocolServer, serving

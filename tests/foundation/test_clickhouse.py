@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voicebus.clickhouse import connect
+from runtime.clickhouse import connect
 
 pytestmark = pytest.mark.integration
 

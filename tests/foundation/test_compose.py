@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 from urllib.parse import urlparse
@@ -24,9 +23,10 @@ def test_every_voicebus_service_runs_a_real_subcommand():
     for name, svc in OURS.items():
         command = svc["command"]
         assert command[0] in {**BUILTIN, **SERVICES}, f"{name}: voicebus has no command {command[0]!r}"
-        if command[0] in SERVICES:
-            module, func = SERVICES[command[0]][0].split(":")
-            assert callable(getattr(importlib.import_module(module), func)), f"{name}: {module}:{func} missing"
+        if command[0] in SERVICES:  # its --help runs: the command's module imports and parses arguments
+            with pytest.raises(SystemExit) as done:
+                SERVICES[command[0]][0](["--help"])
+            assert done.value.code == 0, f"{name}: voicebus {command[0]} --help failed"
 
 
 @pytest.mark.parametrize("name", sorted(OURS))

@@ -8,8 +8,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from voicebus.kafka import make_consumer, make_producer
-from voicebus.topics import create_topics
+from runtime.kafka import make_consumer, make_producer
+from runtime.provisioning import create_topics
 
 pytestmark = pytest.mark.integration
 

@@ -35,7 +35,7 @@ def test_installed_outside_the_checkout_it_creates_the_tables(wheel: Path, tmp_p
     script = (
         "import streams.telemetry.schema as s, sys\n"
         f"assert s.__file__.startswith({str(target)!r}), s.__file__\n"
-        "from voicebus.clickhouse import connect\n"
+        "from runtime.clickhouse import connect\n"
         f"client = connect('chdb://{tmp_path / 'ch'}')\n"
         "print(s.apply_schema(client))\n"
         "print(sorted(r[0] for r in client.query('SHOW TABLES').result_rows))\n"

@@ -11,7 +11,7 @@ from typing import Any
 from schemas.base import new_session_id
 from schemas.conversation import TurnCancelled, TurnCommitted, TurnSpeculative
 from schemas.topics import spec_for
-from voicebus.kafka import make_consumer, make_producer
+from runtime.kafka import make_consumer, make_producer
 
 NODE = "edge-t"
 

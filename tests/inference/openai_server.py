@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from inference.engines.audio import read_wav, resample
+from runtime.pcm import read_wav, resample
 from inference.engines.base import Message
 from inference.engines.rules_llm import reply_to
 
@@ -154,7 +154,7 @@ class OpenAiProtocolServer:
             return web.json_response({"error": {"message": str(exc)}}, status=400)
         stream = await self._asr.stream(rate)
         try:
-            await stream.push(pcm)
+            await stream.push(pcm.tobytes())
             text = await stream.finish()
         finally:
             await stream.aclose()

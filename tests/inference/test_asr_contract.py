@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.engines.audio import resample
+from runtime.pcm import resample
 from inference.engines.base import EngineError
 
 FRAME_BYTES = 640  # 20 ms at 16 kHz

@@ -19,7 +19,7 @@ from schemas.topics import AUDIO, DLQ, SESSIONS, TRANSCRIPTS, TYPE_HEADER, VAD
 from tests.inference.kafka_helpers import NODE, Producer, watching
 from tests.inference.openai_server import shared_sphinx
 from tests.inference.test_asr_contract import load
-from voicebus.kafka import make_producer
+from runtime.kafka import make_producer
 
 pytestmark = pytest.mark.integration
 

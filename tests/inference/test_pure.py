@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.engines.audio import Resampler, read_wav, resample, wav_bytes
+from runtime.pcm import Resampler, read_wav, resample, wav_bytes
 from inference.engines.base import Message
 from inference.engines.rules_llm import arithmetic, reply_to
 from inference.history import History, Spoken
@@ -128,6 +128,7 @@ def test_resampling_keeps_duration_and_wav_round_trips():
     pieces = [r.push(tone[i:i + 1001]) for i in range(0, len(tone), 1001)]  # odd sizes split samples
     assert len(b"".join(pieces) + r.flush()) == 32000
     assert resample(tone, 16000, 16000) == tone
-    assert read_wav(wav_bytes(tone, 22050)) == (tone, 22050)
+    samples, rate = read_wav(wav_bytes(tone, 22050))
+    assert (samples.tobytes(), rate) == (tone, 22050)
     with pytest.raises(ValueError):
         read_wav(b"RIFF nonsense")

@@ -3,7 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ingest.audio import FRAME_SAMPLES, CaptureClock, Framer, OpusDecoder, Resampler, ntp_to_unix_ns
+from ingest.audio import CaptureClock, Framer, OpusDecoder, ntp_to_unix_ns
+from runtime.pcm import Resampler
+from schemas.audio import FRAME_SAMPLES, RATE
 from ingest.playout import OpusPacketizer
 
 
@@ -29,7 +31,7 @@ def test_framer_marks_frames_that_hold_concealed_samples() -> None:
 
 
 def test_resampler_48k_to_16k_keeps_a_tone() -> None:
-    resample = Resampler(48_000)
+    resample = Resampler(48_000, RATE)
     t = np.arange(48_000) / 48_000
     tone = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
     out = np.concatenate([resample(tone[i:i + 960]) for i in range(0, len(tone), 960)])

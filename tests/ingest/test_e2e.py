@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tests.conftest as root
-from bench.edge_client import Clip, EdgeClient
+from ingest.client import Clip, EdgeClient
 from ingest.server import EdgeNode, running_edge
 from schemas.conversation import ReplyAudioChunk, ReplyEnded
 from schemas.edge import PlayoutFinished, PlayoutInterrupted, PlayoutStarted, SpeechStarted, SpeechStopped

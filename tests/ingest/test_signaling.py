@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 
-from bench.edge_client import EdgeClient
+from ingest.client import EdgeClient
 from ingest.server import running_edge
 from schemas.edge import SessionEnded, SessionStarted
 import tests.conftest as root

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from schemas.export import audio_layout, export, schema_file
 from schemas.topics import AUDIO, REPLIES, replies_topic
 from tests.schemas.samples import EVENTS, FRAME, NODE, spec_of
-from voicebus.kafka import make_producer
+from runtime.kafka import make_producer
 
 pytestmark = [
     pytest.mark.integration,

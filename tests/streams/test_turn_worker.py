@@ -35,7 +35,7 @@ from schemas.topics import (
 )
 from streams.turns.core import SOURCES, Context, initial, step
 from streams.turns.policy import Policy
-from voicebus.kafka import make_consumer, make_producer
+from runtime.kafka import make_consumer, make_producer
 
 pytestmark = pytest.mark.integration
 

@@ -33,7 +33,7 @@ TOPICS = ("voice.vad", "voice.transcripts", "voice.playout", "voice.sessions")
 # How the recorder's callers speak a recording (these shape the media times of every event).
 LEAD_MS = 500  # silence before the clip
 TAIL_MS = 4000  # silence after it, at least (longer while the agent is still talking)
-OPUS_BITRATE = 32000  # the caller's microphone (bench.edge_client.Clip's default)
+OPUS_BITRATE = 32000  # the caller's microphone (ingest.client.Clip's default)
 # The telephone variant: band-limited, 8 kHz G.711 mu-law and back to 16 kHz.
 TELEPHONE = {"band_hz": [300, 3400], "rate": 8000, "codec": "G.711 mu-law"}
 

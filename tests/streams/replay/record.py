@@ -2,10 +2,10 @@
 
     .venv/bin/python -m tests.streams.replay.record [--only GLOB ...] [--callers N] [--no-responder]
 
-It starts a real Kafka broker (the project's ``voicebus.kafka_broker.LocalKafka`` on free ports, as
+It starts a real Kafka broker (the project's ``runtime.broker.LocalKafka`` on free ports, as
 tests/conftest.py does) and the platform as ``voicebus up`` runs it (``voicebus.supervisor.supervise``: the
 WebRTC edge, the ASR worker with the embedded pocketsphinx engine, the turn processor and the responder, each a
-child process, every setting at its default). WebRTC callers (``bench.edge_client``) speak the recordings,
+child process, every setting at its default). WebRTC callers (``ingest.client``) speak the recordings,
 several at once (``--callers``, 2 by default: pocketsphinx runs at 0.3-0.5 x real time per stream on meeting
 audio, and this machine has 2 cores for everything), each in its own session: half a second of silence, the clip, then silence until the agent has
 finished its reply. Because the responder runs, the agent answers, and callers who keep talking over it barge
@@ -43,7 +43,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from bench.edge_client import Clip, EdgeClient, read_wav
+from ingest.client import Clip, EdgeClient, read_wav
 from ingest.ice import use_host_addresses
 from schemas.audio import FLAG_CONCEALED, decode_frame
 from schemas.base import Event
@@ -66,11 +66,11 @@ from tests.streams.replay import (
     fingerprint,
     write_fixture,
 )
-from voicebus.kafka import make_consumer
-from voicebus.kafka_broker import LocalKafka
-from voicebus.settings import CommonSettings, KafkaBrokerSettings
+from runtime.kafka import make_consumer
+from runtime.broker import LocalKafka
+from runtime.settings import CommonSettings, KafkaBrokerSettings
 from voicebus.supervisor import Child, UpSettings, supervise
-from voicebus.topics import create_topics
+from runtime.provisioning import create_topics
 
 NODE = "edge-replay"
 RATE = 16_000

@@ -13,7 +13,7 @@ import yaml
 from tests.conftest import REPO
 from tests.streams.telemetry.synthetic import make_turns
 from tests.streams.telemetry.test_ops import seed
-from voicebus.clickhouse import connect
+from runtime.clickhouse import connect
 
 GRAFANA = REPO / "infra" / "grafana"
 DATASOURCES = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "clickhouse.yaml").read_text())

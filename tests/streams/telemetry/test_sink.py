@@ -14,8 +14,8 @@ from schemas.topics import SESSIONS, TELEMETRY, TURNS
 from streams.telemetry.settings import TelemetrySettings
 from streams.telemetry.sink import TelemetrySink
 from tests.streams.telemetry.synthetic import MS, make_turns, session_events
-from voicebus.clickhouse import connect
-from voicebus.kafka import make_consumer, make_producer
+from runtime.clickhouse import connect
+from runtime.kafka import make_consumer, make_producer
 
 pytestmark = pytest.mark.integration
 

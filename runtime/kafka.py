@@ -6,7 +6,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from voicebus.settings import CommonSettings
+from runtime.settings import CommonSettings
 
 
 def make_producer(settings: CommonSettings, **overrides: Any) -> AIOKafkaProducer:

@@ -24,7 +24,9 @@ import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from ingest.audio import FRAME_SAMPLES, RATE, RTP_TICKS_PER_FRAME, OpusDecoder, Resampler
+from ingest.audio import RTP_TICKS_PER_FRAME, OpusDecoder
+from runtime.pcm import Resampler
+from schemas.audio import FRAME_SAMPLES, RATE
 from ingest.playout import OpusPacketizer, silence_packet
 from ingest.rtp_tap import tap_receiver
 
@@ -200,7 +202,7 @@ class EdgeClient:
         self.told: list[Told] = []
         self._channel: Any = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._resampler = Resampler(48_000)
+        self._resampler = Resampler(48_000, RATE)
         self._decoder = OpusDecoder()
 
     @property

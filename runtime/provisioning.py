@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.topics import REGISTRY, REPLIES, TopicSpec, replies_topic
-from voicebus.settings import CommonSettings
+from runtime.settings import CommonSettings
 
 TOPIC_ALREADY_EXISTS = 36
 

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from voicebus.settings import KafkaBrokerSettings
+from runtime.settings import KafkaBrokerSettings
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The engine a worker's settings ask for. Vendor modules are imported only when chosen."""
+"""The engine a worker's settings ask for (the engine package itself knows no settings). Vendor modules are
+imported only when chosen."""
 
 from __future__ import annotations
 

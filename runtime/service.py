@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka.errors import KafkaConnectionError
 
-from voicebus.settings import CommonSettings
+from runtime.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
