@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.base import Event
+from schemas.base import Event, Stamper
 from schemas.conversation import TranscriptFinal, TranscriptPartial
 from schemas.edge import (
     PlayoutFinished,
@@ -41,18 +41,13 @@ class Conversation:
         self.asr_lag_ms, self.progress_after_ms = asr_lag_ms, progress_after_ms
         self.events: list[Event] = []
         self.t_ms = 0  # the next frame to walk
-        self._seq = {"edge": 0, "asr": 0}
+        self._stamp = {"edge": Stamper(session_id, first_seq=1), "asr": Stamper(session_id, first_seq=1)}
         self._progress_until = -1
         self._last_progress: int | None = None
 
-    def _next_seq(self, producer: str) -> int:
-        self._seq[producer] += 1
-        return self._seq[producer]
-
     def _edge(self, model: type[Event], t_ms: int, **fields: Any) -> None:
-        common: dict[str, Any] = {"session_id": self.session_id, "seq": self._next_seq("edge"),
-                                  "media_ns": t_ms * MS, "wall_ns": WALL0_NS + t_ms * MS, "node_id": self.node_id}
-        self.events.append(model(**common, **fields))
+        envelope = self._stamp["edge"](t_ms * MS, WALL0_NS + t_ms * MS)
+        self.events.append(model(**envelope, node_id=self.node_id, **fields))
 
     def _frame(self, speaking: bool, voiced: bool = False) -> None:
         t = self.t_ms
@@ -103,15 +98,14 @@ class Conversation:
         return self
 
     def _partial(self, start_ms: int, fed_ms: int, text: str) -> None:
-        self.events.append(TranscriptPartial(session_id=self.session_id, seq=self._next_seq("asr"),
-                                             media_ns=fed_ms * MS, wall_ns=WALL0_NS + (fed_ms + self.asr_lag_ms) * MS,
-                                             text=text, start_media_ns=start_ms * MS, end_media_ns=fed_ms * MS,
-                                             engine="script"))
+        envelope = self._stamp["asr"](fed_ms * MS, WALL0_NS + (fed_ms + self.asr_lag_ms) * MS)
+        self.events.append(TranscriptPartial(**envelope, text=text, start_media_ns=start_ms * MS,
+                                             end_media_ns=fed_ms * MS, engine="script"))
 
     def final(self, start_ms: int, end_ms: int, text: str, at_ms: int | None = None) -> Conversation:
         at = self.t_ms if at_ms is None else at_ms
-        self.events.append(TranscriptFinal(session_id=self.session_id, seq=self._next_seq("asr"), media_ns=at * MS,
-                                           wall_ns=WALL0_NS + (at + self.asr_lag_ms) * MS, text=text,
+        envelope = self._stamp["asr"](at * MS, WALL0_NS + (at + self.asr_lag_ms) * MS)
+        self.events.append(TranscriptFinal(**envelope, text=text,
                                            start_media_ns=start_ms * MS, end_media_ns=end_ms * MS,
                                            engine="script"))
         return self

@@ -24,9 +24,10 @@ from inference.engine_choice import make_asr
 from inference.settings import AsrSettings
 from schemas.audio import AudioFrame
 from schemas.conversation import TranscriptFinal, TranscriptPartial
+from schemas.base import Envelope, Stamper
 from schemas.dlq import decode_or_dead_letter
 from schemas.edge import SessionEnded, SessionStarted, SpeechStarted, SpeechStopped, VadProgress
-from schemas.topics import AUDIO, DLQ, SESSIONS, TRANSCRIPTS, TYPE_HEADER, VAD, spec_for
+from schemas.topics import AUDIO, DLQ, SESSIONS, TYPE_HEADER, VAD, spec_for, topic_of
 from runtime.kafka import make_consumer, make_producer
 from runtime.service import run_until_signal
 
@@ -54,10 +55,10 @@ class Utterance:
 
 @dataclass
 class Session:
+    stamper: Stamper  # this worker's envelopes (seq) for the session's transcripts
     ring: deque[AudioFrame] = field(default_factory=deque)
     utterance: Utterance | None = None
     last_audio: float = field(default_factory=time.monotonic)
-    seq: int = 0
     media_ns: int = 0  # media time of the last transcript sent: never goes backwards (schemas.conversation)
 
 
@@ -162,8 +163,14 @@ class AsrWorker:
 
     # -- per session ---------------------------------------------------------------------------------------
 
+    def _session(self, session_id: str) -> Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            session = self._sessions[session_id] = Session(Stamper(session_id, first_seq=1))
+        return session
+
     async def _audio(self, session_id: str, frame: AudioFrame) -> None:
-        session = self._sessions.setdefault(session_id, Session())
+        session = self._session(session_id)
         session.last_audio = time.monotonic()
         session.ring.append(frame)
         while session.ring and session.ring[0].media_ns < frame.media_ns - RING_MS * 1_000_000:
@@ -193,7 +200,7 @@ class AsrWorker:
                     engine=self.engine.name, **self._base(session_id, utt.fed_until_ns)))
 
     async def _speech_started(self, session_id: str, event: SpeechStarted) -> None:
-        session = self._sessions.setdefault(session_id, Session())
+        session = self._session(session_id)
         if session.utterance is not None:
             log.warning("speech started before the last utterance stopped: finishing it",
                         extra={"session_id": session_id})
@@ -210,7 +217,7 @@ class AsrWorker:
         return utt
 
     async def _speech_stopped(self, session_id: str, event: SpeechStopped) -> None:
-        session = self._sessions.setdefault(session_id, Session())
+        session = self._session(session_id)
         utt = session.utterance
         if utt is None:  # started before this worker held the session: use what the ring still has
             utt = await self._open(session_id, event.speech_start_media_ns)
@@ -268,16 +275,14 @@ class AsrWorker:
 
     # -- output --------------------------------------------------------------------------------------------
 
-    def _base(self, session_id: str, media_ns: int) -> dict[str, Any]:
+    def _base(self, session_id: str, media_ns: int) -> Envelope:
         session = self._sessions[session_id]
-        session.seq += 1
         session.media_ns = max(session.media_ns, media_ns)
-        return {"session_id": session_id, "seq": session.seq, "media_ns": session.media_ns,
-                "wall_ns": time.time_ns()}
+        return session.stamper(session.media_ns)
 
-    async def _send(self, session_id: str, event: Any) -> None:
-        await self._producer.send(self.settings.topic(TRANSCRIPTS.name), TRANSCRIPTS.codec.encode(event),
-                                  key=session_id.encode())
+    async def _send(self, session_id: str, event: TranscriptPartial | TranscriptFinal) -> None:
+        spec = topic_of(type(event))
+        await self._producer.send(self.settings.topic(spec.name), spec.codec.encode(event), key=session_id.encode())
 
 
 def main(argv: list[str]) -> int:

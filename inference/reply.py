@@ -21,7 +21,7 @@ from runtime.pcm import Resampler, duration_ms
 from inference.engines.base import EngineError, LlmEngine, Message, TtsEngine
 from inference.history import Exchange, Spoken
 from inference.text import SentenceSplitter
-from schemas.base import Event
+from schemas.base import Envelope, Event
 from schemas.conversation import ReplyAudioChunk, ReplyEnded, ReplyText, TurnCommitted, TurnSpeculative
 from schemas.telemetry import StageStamped
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 REPLY_RATE: Literal[16000] = 16000  # the edge upsamples for Opus
 
-Send = Callable[[str, Event], Awaitable[Any]]  # (kind "reply" | "telemetry", event) -> enqueued
+Send = Callable[[Event], Awaitable[Any]]  # event -> enqueued on the topic the registry puts it on
 
 
 @dataclass
@@ -48,7 +48,7 @@ class ReplyJob:
     llm: LlmEngine
     tts: TtsEngine
     send: Send
-    next_seq: Callable[[], int]
+    envelope: Callable[[int], Envelope]  # the session's next envelope at a media time (the responder's seq)
     chunk_ms: int = 200
     max_lead_ms: int = 2000
     held: bool = False
@@ -58,7 +58,7 @@ class ReplyJob:
     work: Work = field(default_factory=Work)
     chunks: int = 0
     first_chunk_ns: int | None = None  # when the first playable chunk was handed to Kafka
-    _pending: list[tuple[str, Event]] = field(default_factory=list)
+    _pending: list[Event] = field(default_factory=list)
     _released: asyncio.Event = field(default_factory=asyncio.Event)
     _t0: float = 0.0  # monotonic time the reply became playable: the pacing clock
     _sentences: list[Spoken] = field(default_factory=list)
@@ -85,8 +85,8 @@ class ReplyJob:
         exchange.sentences.extend(self._sentences)
         self._t0 = time.monotonic()
         pending, self._pending = self._pending, []
-        for kind, event in pending:
-            await self._out(kind, event)
+        for event in pending:
+            await self._out(event)
         self._released.set()
 
     async def stop(self) -> None:
@@ -128,8 +128,8 @@ class ReplyJob:
         # Even a failed reply ends cleanly: the edge plays what it got and nothing waits for more.
         text = " ".join(s.text for s in self._sentences)
         if text:
-            await self._emit("reply", ReplyText(turn_id=self.turn_id, text=text, **self._base()))
-        await self._emit("reply", ReplyEnded(turn_id=self.turn_id, chunks=self.chunks, **self._base()))
+            await self._emit(ReplyText(turn_id=self.turn_id, text=text, **self._base()))
+        await self._emit(ReplyEnded(turn_id=self.turn_id, chunks=self.chunks, **self._base()))
         await self._released.wait()  # a finished speculative reply waits here for its commit (or its cancel)
 
     async def _tokens(self) -> AsyncGenerator[str, None]:
@@ -170,7 +170,7 @@ class ReplyJob:
         self.chunks += 1
         self.work.audio_ms += duration_ms(pcm, REPLY_RATE)
         spoken.ms += duration_ms(pcm, REPLY_RATE)
-        await self._emit("reply", event)
+        await self._emit(event)
         self.on_progress()
 
     async def _pace(self) -> None:
@@ -193,22 +193,21 @@ class ReplyJob:
 
     # -- output --------------------------------------------------------------------------------------------
 
-    def _base(self) -> dict[str, Any]:
-        return {"session_id": self.turn.session_id, "seq": self.next_seq(),
-                "media_ns": self.turn.speech_end_media_ns, "wall_ns": time.time_ns()}
+    def _base(self) -> Envelope:
+        return self.envelope(self.turn.speech_end_media_ns)
 
     async def _stamp(self, stage: Any, engine: str) -> None:
-        await self._emit("telemetry", StageStamped(
+        await self._emit(StageStamped(
             turn_id=self.turn_id, node_id=self.turn.node_id, stage=stage, stage_wall_ns=time.time_ns(),
             service="responder", engine=engine, **self._base()))
 
-    async def _emit(self, kind: str, event: Event) -> None:
+    async def _emit(self, event: Event) -> None:
         if self.held:
-            self._pending.append((kind, event))
+            self._pending.append(event)
         else:
-            await self._out(kind, event)
+            await self._out(event)
 
-    async def _out(self, kind: str, event: Event) -> None:
+    async def _out(self, event: Event) -> None:
         if self.first_chunk_ns is None and isinstance(event, ReplyAudioChunk):
             self.first_chunk_ns = time.monotonic_ns()
-        await self.send(kind, event)
+        await self.send(event)

@@ -28,7 +28,7 @@ from inference.history import History
 from inference.offsets import OffsetTracker
 from inference.reply import ReplyJob, Work
 from inference.settings import ResponderSettings
-from schemas.base import Event
+from schemas.base import Event, Stamper
 from schemas.conversation import (
     BargeIn,
     FalseInterruption,
@@ -39,7 +39,7 @@ from schemas.conversation import (
     TurnSpeculative,
 )
 from schemas.dlq import dead_letter_for, decode_or_dead_letter
-from schemas.topics import DLQ, REPLIES, TELEMETRY, TURNS, replies_topic
+from schemas.topics import DLQ, REPLIES, TURNS, replies_topic, topic_of
 from runtime.kafka import make_consumer, make_producer
 from runtime.service import run_until_signal
 
@@ -102,7 +102,7 @@ class Responder:
         self._done: OrderedDict[str, tuple[str, bool]] = OrderedDict()  # turn id -> (node id, edge got audio)
         self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
         self._nodes: dict[str, tuple[bool, float]] = {}  # node id -> (reply topic exists, until when)
-        self._seq: dict[str, int] = {}
+        self._stampers: dict[str, Stamper] = {}
         self._changed = asyncio.Event()  # pulsed whenever a turn makes progress or ends
         self._producer: Any = None
 
@@ -219,8 +219,8 @@ class Responder:
                      held: bool) -> None:
         s = self.settings
         messages = self._history.messages(event.session_id, s.llm_system_prompt, event.text)
-        job = ReplyJob(event, messages, self.llm, self.tts, send=lambda kind, ev: self._send(turn, kind, ev),
-                       next_seq=lambda: self._next_seq(event.session_id), chunk_ms=s.responder_chunk_ms,
+        job = ReplyJob(event, messages, self.llm, self.tts, send=lambda ev: self._send(turn, ev),
+                       envelope=self._stamper(event.session_id), chunk_ms=s.responder_chunk_ms,
                        max_lead_ms=s.responder_max_lead_ms, held=held, on_progress=self._notify)
         turn = Turn(job, record, [(tp, record.offset)], speculative=held,
                     committed_ns=None if held else time.monotonic_ns())
@@ -297,8 +297,7 @@ class Responder:
             notify = self._done[turn_id][1]  # finished here, maybe still playing at the edge
         if not notify:
             return
-        event = ReplyCancelled(turn_id=turn_id, session_id=session_id, seq=self._next_seq(session_id),
-                               media_ns=0, wall_ns=time.time_ns())
+        event = ReplyCancelled(**self._stamper(session_id)(0), turn_id=turn_id)
         try:
             await self._producer.send(self.settings.topic(replies_topic(node_id)), REPLIES.codec.encode(event),
                                       key=session_id.encode(), headers=[(WORKER_HEADER, self.worker.encode())])
@@ -309,13 +308,11 @@ class Responder:
 
     # -- output --------------------------------------------------------------------------------------------
 
-    async def _send(self, turn: Turn, kind: str, event: Event) -> None:
-        s = self.settings
-        if kind == "telemetry":
-            topic, codec = s.topic(TELEMETRY.name), TELEMETRY.codec
-        else:
-            topic, codec = s.topic(replies_topic(turn.job.turn.node_id)), REPLIES.codec
-        turn.acks.append(await self._producer.send(topic, codec.encode(event), key=event.session_id.encode(),
+    async def _send(self, turn: Turn, event: Event) -> None:
+        spec = topic_of(type(event))
+        name = replies_topic(turn.job.turn.node_id) if spec is REPLIES else spec.name
+        turn.acks.append(await self._producer.send(self.settings.topic(name), spec.codec.encode(event),
+                                                   key=event.session_id.encode(),
                                                    headers=[(WORKER_HEADER, self.worker.encode())]))
 
     async def _node_known(self, node_id: str) -> bool:
@@ -331,11 +328,14 @@ class Responder:
         self._nodes[node_id] = (known, time.monotonic() + (300.0 if known else 10.0))
         return known
 
-    def _next_seq(self, session_id: str) -> int:
-        self._seq[session_id] = seq = self._seq.get(session_id, -1) + 1
-        if len(self._seq) > self.settings.responder_max_sessions:
-            self._seq.pop(next(iter(self._seq)))
-        return seq
+    def _stamper(self, session_id: str) -> Stamper:
+        """The session's envelopes from this worker (its seq), for the most recent sessions."""
+        stamper = self._stampers.get(session_id)
+        if stamper is None:
+            stamper = self._stampers[session_id] = Stamper(session_id)
+            if len(self._stampers) > self.settings.responder_max_sessions:
+                self._stampers.pop(next(iter(self._stampers)))
+        return stamper
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

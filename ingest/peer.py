@@ -36,7 +36,8 @@ from schemas.edge import (
     SpeechStopped,
     VadProgress,
 )
-from schemas.telemetry import StageStamped
+from schemas.base import Envelope, Event, Stamper
+from schemas.telemetry import Stage, StageStamped
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class EdgeSession:
         self.id, self.settings, self.metrics = session_id, settings, metrics
         self._publisher, self._on_closed = publisher, on_closed
         self._remote, self._user_agent = remote, user_agent
-        self._seq = 0
+        self._stamper = Stamper(session_id)
+        self._node = settings.node_id
         self.frames_dropped = 0
         self.closed = asyncio.Event()
         self._closing = False
@@ -125,7 +127,8 @@ class EdgeSession:
         except (ValueError, KeyError) as exc:  # no codec in common, for one
             raise BadOffer(f"cannot answer this offer: {exc}") from None
         self.started = True
-        self._event("voice.sessions", SessionStarted, remote=self._remote, user_agent=self._user_agent[:200])
+        self._publish(SessionStarted(**self._envelope(), node_id=self._node, remote=self._remote,
+                                     user_agent=self._user_agent[:200]))
         self.metrics.sessions_started.inc()
         log.info("session started", extra={"session_id": self.id})
         return self._advertise(self.pc.localDescription.sdp)
@@ -207,22 +210,27 @@ class EdgeSession:
                 if isinstance(decision, SpeechStop):
                     self._echo_speech = False
                 else:
-                    self._event("voice.vad", VadProgress, media=frame.media_ns, speaking=False, probability=0.0)
+                    self._publish(VadProgress(**self._envelope(frame.media_ns), node_id=self._node, speaking=False,
+                                              probability=0.0))
             elif isinstance(decision, SpeechStop):
                 self._last_speech_end_wall = decision.end_wall_ns
-                self._event("voice.vad", SpeechStopped, media=frame.media_ns, speech_start_media_ns=decision.start_media_ns,
-                            speech_end_media_ns=decision.end_media_ns, speech_end_wall_ns=decision.end_wall_ns)
+                self._publish(SpeechStopped(**self._envelope(frame.media_ns), node_id=self._node,
+                                            speech_start_media_ns=decision.start_media_ns,
+                                            speech_end_media_ns=decision.end_media_ns,
+                                            speech_end_wall_ns=decision.end_wall_ns))
                 self._tell_page({"type": "speech", "speaking": False, "speech_start_ms": _ms(decision.start_media_ns),
                                  "speech_end_ms": _ms(decision.end_media_ns)})
             elif isinstance(decision, Progress):
-                self._event("voice.vad", VadProgress, media=frame.media_ns, speaking=decision.speaking,
-                            probability=min(1.0, max(0.0, decision.probability)))
+                self._publish(VadProgress(**self._envelope(frame.media_ns), node_id=self._node,
+                                          speaking=decision.speaking,
+                                          probability=min(1.0, max(0.0, decision.probability))))
 
     def _speech_started(self, decision: SpeechStart) -> None:
         self._barge_in(decision)
-        self._event("voice.vad", SpeechStarted, speech_start_media_ns=decision.start_media_ns,
-                    speech_start_wall_ns=decision.start_wall_ns,
-                    probability=min(1.0, max(0.0, decision.probability)))
+        self._publish(SpeechStarted(**self._envelope(), node_id=self._node,
+                                    speech_start_media_ns=decision.start_media_ns,
+                                    speech_start_wall_ns=decision.start_wall_ns,
+                                    probability=min(1.0, max(0.0, decision.probability))))
         self._tell_page({"type": "speech", "speaking": True, "speech_start_ms": _ms(decision.start_media_ns)})
 
     def _raw_speech_started(self, decision: SpeechStart) -> None:
@@ -237,8 +245,8 @@ class EdgeSession:
             turn_id, played_ms = interrupted
             self.metrics.barge_ins.inc()
             self._stamp(turn_id, "barge_in_speech_start", decision.start_wall_ns, decision.start_media_ns)
-            self._event("voice.playout", PlayoutInterrupted, turn_id=turn_id, played_ms=played_ms,
-                        barge_in_media_ns=decision.start_media_ns)
+            self._publish(PlayoutInterrupted(**self._envelope(), node_id=self._node, turn_id=turn_id,
+                                             played_ms=played_ms, barge_in_media_ns=decision.start_media_ns))
             log.info("barge-in: reply stopped after %d ms", played_ms,
                      extra={"session_id": self.id, "turn_id": turn_id})
 
@@ -273,7 +281,7 @@ class EdgeSession:
     def playout_started(self, turn_id: str) -> None:
         now = time.time_ns()
         self._stamp(turn_id, "reply_first_sent", now)
-        self._event("voice.playout", PlayoutStarted, turn_id=turn_id)
+        self._publish(PlayoutStarted(**self._envelope(), node_id=self._node, turn_id=turn_id))
         self.inbound.watch_raw(True)
         span = self._reply_spans.get(turn_id)
         self._tell_page({"type": "reply_started", "turn_id": turn_id, "media_ms": _ms(self.inbound.media_ns),
@@ -284,7 +292,7 @@ class EdgeSession:
 
     def playout_finished(self, turn_id: str, played_ms: int) -> None:
         self._stamp(turn_id, "reply_last_sent", time.time_ns())
-        self._event("voice.playout", PlayoutFinished, turn_id=turn_id, played_ms=played_ms)
+        self._publish(PlayoutFinished(**self._envelope(), node_id=self._node, turn_id=turn_id, played_ms=played_ms))
         self.inbound.watch_raw(False)
         self._reply_spans.pop(turn_id, None)
         self._tell_page({"type": "reply_ended", "turn_id": turn_id, "played_ms": played_ms, "interrupted": False})
@@ -297,15 +305,18 @@ class EdgeSession:
 
     # -- events --
 
-    def _event(self, topic: str, model: type, media: int | None = None, **fields: Any) -> None:
-        event = model(session_id=self.id, seq=self._seq, media_ns=self.inbound.media_ns if media is None else media,
-                      wall_ns=time.time_ns(), node_id=self.settings.node_id, **fields)
-        self._seq += 1
-        self._publisher.event(topic, event)
+    def _envelope(self, media_ns: int | None = None) -> Envelope:
+        """The next event's envelope, at the media clock now unless a frame's time is given."""
+        return self._stamper(self.inbound.media_ns if media_ns is None else media_ns)
 
-    def _stamp(self, turn_id: str, stage: str, wall_ns: int, media_ns: int | None = None) -> None:
-        self._event("voice.telemetry", StageStamped, turn_id=turn_id, stage=stage, stage_wall_ns=wall_ns,
-                    stage_media_ns=self.inbound.media_ns if media_ns is None else media_ns, service="ingest")
+    def _publish(self, event: Event) -> None:
+        self._publisher.event(event)
+
+    def _stamp(self, turn_id: str, stage: Stage, wall_ns: int, media_ns: int | None = None) -> None:
+        self._publish(StageStamped(**self._envelope(), node_id=self._node, turn_id=turn_id, stage=stage,
+                                   stage_wall_ns=wall_ns,
+                                   stage_media_ns=self.inbound.media_ns if media_ns is None else media_ns,
+                                   service="ingest"))
 
     # -- life --
 
@@ -334,9 +345,9 @@ class EdgeSession:
             self.playout.cancel(turn)
         # The VAD's last word on the media clock, at the session end's media time: the turn processor holds a
         # SessionEnded read ahead of voice.vad until the VAD reaches it (streams/turns/core.py).
-        self._event("voice.vad", VadProgress, speaking=False, probability=0.0)
-        self._event("voice.sessions", SessionEnded, reason=reason, frames_in=self.inbound.frames,
-                    frames_dropped=self.frames_dropped)
+        self._publish(VadProgress(**self._envelope(), node_id=self._node, speaking=False, probability=0.0))
+        self._publish(SessionEnded(**self._envelope(), node_id=self._node, reason=reason,
+                                   frames_in=self.inbound.frames, frames_dropped=self.frames_dropped))
         await self.pc.close()
         for task in list(self._tasks):
             task.cancel()

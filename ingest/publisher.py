@@ -20,7 +20,8 @@ from aiokafka import AIOKafkaProducer
 
 from ingest.metrics import Metrics
 from schemas.audio import AudioFrame, encode_frame
-from schemas.topics import TYPE_HEADER, spec_for
+from schemas.base import Event
+from schemas.topics import AUDIO, TYPE_HEADER, topic_of
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +58,19 @@ class Publisher:
         if self._closed or len(self._audio) >= self._audio_bound:
             self._dropped("audio", frame.session_id, self._metrics.frames_dropped)
             return False
-        self._audio.append((self._prefix + "voice.audio", frame.session_id.encode(), encode_frame(frame),
+        self._audio.append((self._prefix + AUDIO.name, frame.session_id.encode(), encode_frame(frame),
                             None, time.perf_counter_ns()))
         self._wakeup.set()
         return True
 
-    def event(self, topic: str, event: Any) -> bool:
-        """Queue an event for registry topic ``topic`` (or a reply topic); False if it was dropped."""
+    def event(self, event: Event) -> bool:
+        """Queue an event for the topic the registry puts it on; False if it was dropped."""
+        spec = topic_of(type(event))
         if self._closed or len(self._events) >= self._event_bound:
-            self._dropped(topic, event.session_id, self._metrics.events_dropped)
+            self._dropped(spec.name, event.session_id, self._metrics.events_dropped)
             return False
-        value = spec_for(topic).codec.encode(event)
         headers = [(TYPE_HEADER, event.type.encode())]
-        self._events.append((self._prefix + topic, event.session_id.encode(), value, headers,
+        self._events.append((self._prefix + spec.name, event.session_id.encode(), spec.codec.encode(event), headers,
                              time.perf_counter_ns()))
         self._wakeup.set()
         return True

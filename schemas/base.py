@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -46,6 +46,29 @@ class Event(BaseModel):
             raise ValueError(
                 f"{self.type} schema_version {self.schema_version} is not the current {self.VERSION}"
             )
+
+
+class Envelope(TypedDict):
+    """The fields every event carries besides its own: ``Model(**envelope, field=...)`` at the call site."""
+
+    session_id: str
+    seq: int
+    media_ns: int
+    wall_ns: int
+
+
+class Stamper:
+    """One producer's envelopes for one session. ``seq`` is counted here and nowhere else: per session and per
+    producer, from ``first_seq``."""
+
+    def __init__(self, session_id: str, first_seq: int = 0) -> None:
+        self.session_id, self.seq = session_id, first_seq
+
+    def __call__(self, media_ns: int, wall_ns: int | None = None) -> Envelope:
+        envelope = Envelope(session_id=self.session_id, seq=self.seq, media_ns=media_ns,
+                            wall_ns=now_ns() if wall_ns is None else wall_ns)
+        self.seq += 1
+        return envelope
 
 
 class TurnEvent(Event):

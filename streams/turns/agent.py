@@ -32,13 +32,12 @@ from schemas.topics import (
     PLAYOUT,
     SESSION_PARTITIONS,
     SESSIONS,
-    TELEMETRY,
     TRANSCRIPTS,
     TURN_STATE_CHANGELOG,
-    TURNS,
     TYPE_HEADER,
     VAD,
     spec_for,
+    topic_of,
 )
 from streams.turns.core import Context, initial, step
 from streams.turns.policy import Policy
@@ -153,7 +152,7 @@ class TurnProcessor:
         producer = self.app.producer
         pending = []
         for d in decisions:
-            spec = TELEMETRY if isinstance(d, StageStamped) else TURNS
+            spec = topic_of(type(d))
             pending.append(await producer.send(self.settings.topic(spec.name), key, spec.codec.encode(d),
                                                None, None, [(TYPE_HEADER, d.type.encode())]))
             if not isinstance(d, StageStamped):

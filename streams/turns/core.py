@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.base import Event
+from schemas.base import Envelope, Event
 from schemas.conversation import (
     BargeIn,
     FalseInterruption,
@@ -134,9 +134,8 @@ class _Step:
 
     def emit(self, model: type[Event], turn_id: str, **fields: Any) -> None:
         s = self.s
-        common: dict[str, Any] = {"session_id": s.session_id, "seq": s.out_seq, "media_ns": s.now_ns,
-                                  "wall_ns": self.wall_ns, "turn_id": turn_id, "node_id": s.node_id}
-        self.out.append(model(**common, **fields))
+        envelope = Envelope(session_id=s.session_id, seq=s.out_seq, media_ns=s.now_ns, wall_ns=self.wall_ns)
+        self.out.append(model(**envelope, turn_id=turn_id, node_id=s.node_id, **fields))
         self.set(out_seq=s.out_seq + 1)
 
     def stamp(self, turn_id: str, stage: Stage, wall_ns: int, media_ns: int) -> None:
