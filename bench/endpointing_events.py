@@ -53,7 +53,7 @@ class Conversation:
         t = self.t_ms
         if (t <= self._progress_until or self._last_progress is None
                 or t - self._last_progress >= 200):
-            self._edge(VadProgress, t, speaking=speaking, probability=0.9 if voiced else 0.05)
+            self._edge(VadProgress, t, speaking=speaking, probability=0.9 if voiced else 0.05, voiced=voiced)
             self._last_progress = t
         self.t_ms += FRAME_MS
 
@@ -120,7 +120,7 @@ class Conversation:
 
     def end(self, reason: str = "client_closed") -> Conversation:
         # The edge's VAD has the last word on the media clock (ingest/peer.py EdgeSession.close).
-        self._edge(VadProgress, self.t_ms, speaking=False, probability=0.0)
+        self._edge(VadProgress, self.t_ms, speaking=False, probability=0.0, voiced=False)
         self._edge(SessionEnded, self.t_ms, reason=reason)
         return self
 

@@ -90,7 +90,6 @@ class EdgeSession:
                    for s in settings.ice_servers]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
         self._audio_tracks = 0
-        self.started = False
 
     def _far_end(self, echo: Any) -> Callable[[np.ndarray], None] | None:
         if echo is None or self._guard is None:
@@ -126,7 +125,6 @@ class EdgeSession:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except (ValueError, KeyError) as exc:  # no codec in common, for one
             raise BadOffer(f"cannot answer this offer: {exc}") from None
-        self.started = True
         self._publish(SessionStarted(**self._envelope(), node_id=self._node, remote=self._remote,
                                      user_agent=self._user_agent[:200]))
         self.metrics.sessions_started.inc()
@@ -201,7 +199,7 @@ class EdgeSession:
             self._guard.near(frame.raw)
         for decision in decisions:
             if isinstance(decision, SpeechStart):
-                if self.playout.playing and self._guard is not None and self._guard.is_echo():
+                if self.playout.playing_turn and self._guard is not None and self._guard.is_echo():
                     self._echo_speech = True  # the reply coming back before AEC3 has converged
                     log.info("speech start ignored: it is the reply's echo", extra={"session_id": self.id})
                     continue
@@ -211,7 +209,7 @@ class EdgeSession:
                     self._echo_speech = False
                 else:
                     self._publish(VadProgress(**self._envelope(frame.media_ns), node_id=self._node, speaking=False,
-                                              probability=0.0))
+                                              probability=0.0, voiced=False))
             elif isinstance(decision, SpeechStop):
                 self._last_speech_end_wall = decision.end_wall_ns
                 self._publish(SpeechStopped(**self._envelope(frame.media_ns), node_id=self._node,
@@ -222,7 +220,7 @@ class EdgeSession:
                                  "speech_end_ms": _ms(decision.end_media_ns)})
             elif isinstance(decision, Progress):
                 self._publish(VadProgress(**self._envelope(frame.media_ns), node_id=self._node,
-                                          speaking=decision.speaking,
+                                          speaking=decision.speaking, voiced=decision.voiced,
                                           probability=min(1.0, max(0.0, decision.probability))))
 
     def _speech_started(self, decision: SpeechStart) -> None:
@@ -235,7 +233,7 @@ class EdgeSession:
 
     def _raw_speech_started(self, decision: SpeechStart) -> None:
         """Speech on the raw microphone while the agent talks: the person, unless it is the reply's echo."""
-        if self.playout.playing and self._guard is not None and not self._guard.is_echo():
+        if self.playout.playing_turn and self._guard is not None and not self._guard.is_echo():
             self._barge_in(decision)
 
     def _barge_in(self, decision: SpeechStart) -> None:
@@ -340,12 +338,13 @@ class EdgeSession:
             return
         self._closing = True
         self.inbound.close()
-        turn = self.playout.playing
+        turn = self.playout.playing_turn
         if turn is not None:
             self.playout.cancel(turn)
         # The VAD's last word on the media clock, at the session end's media time: the turn processor holds a
         # SessionEnded read ahead of voice.vad until the VAD reaches it (streams/turns/core.py).
-        self._publish(VadProgress(**self._envelope(), node_id=self._node, speaking=False, probability=0.0))
+        self._publish(VadProgress(**self._envelope(), node_id=self._node, speaking=False, probability=0.0,
+                                  voiced=False))
         self._publish(SessionEnded(**self._envelope(), node_id=self._node, reason=reason,
                                    frames_in=self.inbound.frames, frames_dropped=self.frames_dropped))
         await self.pc.close()

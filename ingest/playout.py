@@ -110,7 +110,7 @@ class PlayoutTrack(MediaStreamTrack):
     # -- the reply queue (called from the replies consumer and the inbound pipeline) --
 
     @property
-    def playing(self) -> str | None:
+    def playing_turn(self) -> str | None:
         """The turn whose reply is being sent now, if any."""
         return self._replies[0].turn_id if self._replies and self._replies[0].played else None
 
@@ -158,7 +158,7 @@ class PlayoutTrack(MediaStreamTrack):
 
     def interrupt(self) -> tuple[str, int] | None:
         """Barge-in: stop the playing reply on the next frame, drop the rest; returns (turn, played ms)."""
-        turn = self.playing
+        turn = self.playing_turn
         if turn is None:
             return None
         reply = self._replies.popleft()

@@ -115,16 +115,16 @@ class EdgeNode:
         return web.json_response({"iceServers": [s.model_dump(exclude_none=True) for s in self.settings.ice_servers]})
 
     async def _create(self, request: web.Request) -> web.Response:
-        refused = await self._check_offer(request)
-        if isinstance(refused, web.Response):
+        offer = await self._check_offer(request)
+        if isinstance(offer, web.Response):  # refused: the error to answer with
             self.metrics.sessions_rejected.inc()
-            return refused
+            return offer
         session = EdgeSession(new_session_id(), self.settings, self.vad, self.publisher, self.metrics,
                               self._forget, remote=request.remote or "",
                               user_agent=request.headers.get("User-Agent", ""))
         self._pending += 1
         try:
-            answer = await session.accept(refused)
+            answer = await session.accept(offer)
         except BadOffer as exc:
             await session.abandon()
             self.metrics.sessions_rejected.inc()

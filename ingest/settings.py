@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import NoDecode
 
+from ingest.speech import VadParams
 from runtime.settings import CommonSettings
 
 
@@ -38,9 +39,12 @@ class IngestSettings(CommonSettings):
         "", description="Address to advertise in place of host candidates (a 1:1 NAT's public address).")
     aec: bool = Field(True, description="Echo cancellation (WebRTC AEC3) with the played audio as reference.")
     noise_suppression: bool = Field(True, description="WebRTC noise suppression before the VAD.")
-    vad_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Silero probability that starts speech.")
-    vad_min_speech_ms: int = Field(60, description="Speech this long (above threshold) starts an utterance.")
-    vad_min_silence_ms: int = Field(240, description="Silence this long ends an utterance.")
+    # The segmenter's defaults are the one source of these values (ingest.speech.VadParams).
+    vad_threshold: float = Field(VadParams.threshold, ge=0.0, le=1.0,
+                                 description="Silero probability that starts speech.")
+    vad_min_speech_ms: int = Field(VadParams.min_speech_ms,
+                                   description="Speech this long (above threshold) starts an utterance.")
+    vad_min_silence_ms: int = Field(VadParams.min_silence_ms, description="Silence this long ends an utterance.")
     jitter_max_wait_ms: int = Field(120, description="Longest the receive buffer waits for a missing packet.")
     audio_queue_frames: int = Field(2000, description="Frames waiting for Kafka beyond which new frames are dropped.")
     event_queue_size: int = Field(5000, description="Events waiting for Kafka beyond which new ones are dropped.")

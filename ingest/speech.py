@@ -37,6 +37,7 @@ class SpeechStop:
 class Progress:
     speaking: bool
     probability: float
+    voiced: bool  # the probability reached the threshold
 
 
 Decision = SpeechStart | SpeechStop | Progress
@@ -80,6 +81,6 @@ class Segmenter:
                 self._progress_until = media_ns + p.progress_after_speech_ms * 1_000_000
         if (media_ns <= self._progress_until or self._last_progress is None
                 or media_ns - self._last_progress >= p.progress_every_ms * 1_000_000):
-            out.append(Progress(self.speaking, probability))
+            out.append(Progress(self.speaking, probability, probability >= p.threshold))
             self._last_progress = media_ns
         return out

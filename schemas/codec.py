@@ -9,67 +9,11 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas.audio import AudioFrame, FrameError, decode_frame, encode_frame
+from schemas.upcast import DecodeError, upcast
 
 T = TypeVar("T")
-Payload = dict[str, Any]
 
 
-class DecodeError(ValueError):
-    """A message that cannot be read as the topic's value type."""
-
-
-# (event type, from version) -> function giving the payload at version + 1.
-UPCASTERS: dict[tuple[str, int], Callable[[Payload], Payload]] = {}
-
-
-def upcaster(event_type: str, from_version: int) -> Callable[[Callable[[Payload], Payload]], Callable[[Payload], Payload]]:
-    def register(fn: Callable[[Payload], Payload]) -> Callable[[Payload], Payload]:
-        UPCASTERS[(event_type, from_version)] = fn
-        return fn
-
-    return register
-
-
-def upcast(payload: Payload, current: int) -> Payload:
-    event_type, version = payload.get("type"), payload.get("schema_version", 1)
-    if not isinstance(version, int) or version < 1:
-        raise DecodeError(f"schema_version must be a positive integer, got {version!r}")
-    if version > current:
-        raise DecodeError(f"{event_type} schema_version {version} is newer than this build reads ({current})")
-    while version < current:
-        step = UPCASTERS.get((str(event_type), version))
-        if step is None:
-            raise DecodeError(f"no upcaster for {event_type} from schema_version {version}")
-        payload = {**step(payload), "schema_version": version + 1}
-        version += 1
-    return payload
-
-
-@upcaster("speech_stopped", 1)
-def _speech_stopped_v1(p: Payload) -> Payload:
-    # v1 had no wall time for the speech end: derive it from the decision's wall and media times.
-    lag = p["media_ns"] - p["speech_end_media_ns"]
-    return {**p, "speech_end_wall_ns": max(0, p["wall_ns"] - lag)}
-
-
-@upcaster("transcript_final", 1)
-def _transcript_final_v1(p: Payload) -> Payload:
-    # v1 carried the span in milliseconds.
-    out = {k: v for k, v in p.items() if k not in ("start_ms", "end_ms")}
-    return {**out, "start_media_ns": p["start_ms"] * 1_000_000, "end_media_ns": p["end_ms"] * 1_000_000}
-
-
-@upcaster("turn_speculative", 1)
-@upcaster("turn_committed", 1)
-def _turn_v1(p: Payload) -> Payload:
-    # v1 had no start of the turn's speech: an empty span at its end.
-    return {**p, "speech_start_media_ns": p["speech_end_media_ns"]}
-
-
-@upcaster("reply_audio_chunk", 1)
-def _reply_audio_chunk_v1(p: Payload) -> Payload:
-    # v1 did not say which speech the reply answers.
-    return {**p, "speech_start_media_ns": 0, "speech_end_media_ns": 0}
 
 
 class JsonCodec(Generic[T]):

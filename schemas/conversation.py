@@ -29,6 +29,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from schemas.base import Event, Nanos, NodeId, TurnEvent
+from schemas.upcast import Payload, upcaster
 
 Millis = Annotated[int, Field(ge=0)]
 
@@ -51,6 +52,13 @@ class TranscriptFinal(Event):
     start_media_ns: Nanos
     end_media_ns: Nanos
     engine: str = ""
+
+
+@upcaster("transcript_final", 1)
+def _transcript_final_v1(p: Payload) -> Payload:
+    # v1 carried the span in milliseconds.
+    out = {k: v for k, v in p.items() if k not in ("start_ms", "end_ms")}
+    return {**out, "start_media_ns": p["start_ms"] * 1_000_000, "end_media_ns": p["end_ms"] * 1_000_000}
 
 
 class TurnSpeculative(TurnEvent):
@@ -76,6 +84,13 @@ class TurnCommitted(TurnEvent):
     text: str
     speech_start_media_ns: Nanos
     speech_end_media_ns: Nanos
+
+
+@upcaster("turn_speculative", 1)
+@upcaster("turn_committed", 1)
+def _turn_v1(p: Payload) -> Payload:
+    # v1 had no start of the turn's speech: an empty span at its end.
+    return {**p, "speech_start_media_ns": p["speech_end_media_ns"]}
 
 
 class TurnCancelled(TurnEvent):
@@ -121,6 +136,12 @@ class ReplyAudioChunk(TurnEvent):
     sample_rate: Literal[8000, 16000, 22050, 24000, 48000] = 16000
     pcm: bytes
     text: str = ""
+
+
+@upcaster("reply_audio_chunk", 1)
+def _reply_audio_chunk_v1(p: Payload) -> Payload:
+    # v1 did not say which speech the reply answers.
+    return {**p, "speech_start_media_ns": 0, "speech_end_media_ns": 0}
 
 
 class ReplyText(TurnEvent):

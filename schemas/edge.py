@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from schemas.base import Event, Nanos, NodeId, TurnEvent
+from schemas.upcast import Payload, upcaster
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -32,13 +33,30 @@ class SpeechStopped(Event):
     speech_end_wall_ns: Nanos
 
 
-class VadProgress(Event):
-    """Heartbeat of the media clock: lets silence advance turn state when nothing else happens."""
+@upcaster("speech_stopped", 1)
+def _speech_stopped_v1(p: Payload) -> Payload:
+    # v1 had no wall time for the speech end: derive it from the decision's wall and media times.
+    lag = p["media_ns"] - p["speech_end_media_ns"]
+    return {**p, "speech_end_wall_ns": max(0, p["wall_ns"] - lag)}
 
+
+class VadProgress(Event):
+    """Heartbeat of the media clock: lets silence advance turn state when nothing else happens. ``voiced``:
+    the frame's probability reached the edge's VAD threshold (consumers need not know the threshold)."""
+
+    VERSION = 2
     type: Literal["vad_progress"] = "vad_progress"
+    schema_version: int = 2
     node_id: NodeId
     speaking: bool
     probability: Probability
+    voiced: bool
+
+
+@upcaster("vad_progress", 1)
+def _vad_progress_v1(p: Payload) -> Payload:
+    # v1 left "voiced" to the reader: 0.5 was the edge's threshold then.
+    return {**p, "voiced": p["probability"] >= 0.5}
 
 
 class SessionStarted(Event):

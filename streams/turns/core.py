@@ -56,7 +56,6 @@ SOURCES: dict[type[Event], str] = {
 }
 
 
-VOICED = 0.5  # speech probability of a frame that counts as voiced
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,7 @@ class _Step:
         elif isinstance(e, VadProgress):
             # A voiced frame this long after the start proves the speech lasted (the edge's "speaking" alone
             # does not: it stays true through its own hangover after the last voiced frame).
-            if (e.speaking and e.probability >= VOICED and s.speaking and not s.utterance_confirmed
+            if (e.speaking and e.voiced and s.speaking and not s.utterance_confirmed
                     and e.media_ns - s.utterance_start_ns >= self.p.min_speech_ns):
                 self.confirm(s.utterance_start_ns)
         elif isinstance(e, TranscriptFinal):

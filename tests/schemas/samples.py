@@ -43,7 +43,7 @@ EVENTS: tuple[Any, ...] = (
                   probability=0.93),
     SpeechStopped(**BASE, node_id=NODE, speech_start_media_ns=1_000_000_000, speech_end_media_ns=2_100_000_000,
                   speech_end_wall_ns=WALL - 240_000_000),
-    VadProgress(**BASE, node_id=NODE, speaking=False, probability=0.02),
+    VadProgress(**BASE, node_id=NODE, speaking=False, probability=0.02, voiced=False),
     SessionStarted(**BASE, node_id=NODE, remote="127.0.0.1:50000", user_agent="kcat/1.7"),
     SessionEnded(**BASE, node_id=NODE, reason="client_closed", frames_in=500, frames_dropped=2),
     PlayoutStarted(**TURN, node_id=NODE),
