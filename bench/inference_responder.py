@@ -154,7 +154,7 @@ async def run(settings: ResponderSettings, turns: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=20)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="voicebus-responder-bench-"))

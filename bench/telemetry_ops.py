@@ -138,7 +138,7 @@ def parts(client: object) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=10_000_000)
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument(

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from runtime.pcm import resample
 from inference.engines.base import EngineError
+from tests.inference.recordings import load
 
 FRAME_BYTES = 640  # 20 ms at 16 kHz
-
-
-def load(path: Path) -> bytes:
-    with wave.open(str(path)) as w:
-        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
-        return w.readframes(w.getnframes())
 
 
 async def transcribe(engine, pcm: bytes, rate: int = 16000, piece: int = FRAME_BYTES) -> str:

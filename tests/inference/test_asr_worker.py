@@ -18,7 +18,7 @@ from schemas.edge import SessionEnded, SpeechStarted, SpeechStopped
 from schemas.topics import AUDIO, DLQ, SESSIONS, TRANSCRIPTS, TYPE_HEADER, VAD
 from tests.inference.kafka_helpers import NODE, Producer, watching
 from tests.inference.openai_server import shared_sphinx
-from tests.inference.test_asr_contract import load
+from tests.inference.recordings import load
 from runtime.kafka import make_producer
 
 pytestmark = pytest.mark.integration

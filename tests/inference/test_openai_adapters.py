@@ -12,7 +12,7 @@ from inference.engines.openai_http import Endpoint
 from tests.conftest import free_port
 from tests.inference.conftest import endpoint
 from tests.inference.openai_server import Fault
-from tests.inference.test_asr_contract import load
+from tests.inference.recordings import load
 
 HELLO = [Message("user", "hello")]
 HELLO_REPLY = "Hello! I'm the voicebus demo agent. How can I help you today?"

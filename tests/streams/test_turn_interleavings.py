@@ -18,7 +18,7 @@ from schemas.base import Event
 from schemas.conversation import TranscriptFinal
 from streams.turns.core import SOURCES
 from streams.turns.policy import Policy
-from tests.streams.test_turn_core import CASES, SID, conv, run
+from tests.streams.turn_cases import CASES, SID, conv, run
 
 MS = 1_000_000
 MAX_LAG_NS = 2500 * MS  # how far a transcript or playout event may trail the VAD (within the ASR wait)

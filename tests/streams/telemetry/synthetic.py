@@ -180,3 +180,20 @@ def session_events(session_id: str, node_id: str, started_ns: int, ended_ns: int
             frames_dropped=2,
         ),
     ]
+
+
+async def seed(dsn: str, turns: list[Turn]) -> None:
+    """Write the turns' events to ClickHouse as the sink would (rows through the sink's own code)."""
+    from streams.telemetry.rows import TurnDays, to_row
+    from streams.telemetry.writer import ClickHouse
+
+    clickhouse = ClickHouse(dsn)
+    await clickhouse.open()
+    rows: dict[str, list[tuple]] = {}
+    days = TurnDays()
+    for turn in turns:
+        for event in turn.events():
+            table, row = to_row(event, days)
+            rows.setdefault(table, []).append(row)
+    await clickhouse.write(rows)
+    await clickhouse.close()

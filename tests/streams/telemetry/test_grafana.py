@@ -12,7 +12,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.streams.telemetry.synthetic import make_turns
-from tests.streams.telemetry.test_ops import seed
+from tests.streams.telemetry.synthetic import seed
 from runtime.clickhouse import connect
 
 GRAFANA = REPO / "infra" / "grafana"

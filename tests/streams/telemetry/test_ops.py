@@ -15,12 +15,12 @@ import pytest
 from streams.telemetry import queries
 from streams.telemetry.backend import Direct, ThroughSink, open_backend
 from streams.telemetry.ops import build_parser, run
-from streams.telemetry.rows import TurnDays, to_row
+
 from streams.telemetry.server import serve
 from streams.telemetry.settings import TelemetrySettings
 from streams.telemetry.writer import ClickHouse
 from tests.conftest import REPO, free_port
-from tests.streams.telemetry.synthetic import Turn, make_turns
+from tests.streams.telemetry.synthetic import Turn, make_turns, seed
 
 pytestmark = pytest.mark.integration
 
@@ -32,18 +32,6 @@ OLD = [
     for t in make_turns(100, NOW - 2 * 3600 * 10**9, np.random.default_rng(12), age_s=(0, 3600))
 ]
 
-
-async def seed(dsn: str, turns: list[Turn]) -> None:
-    clickhouse = ClickHouse(dsn)
-    await clickhouse.open()
-    rows: dict[str, list[tuple]] = {}
-    days = TurnDays()
-    for turn in turns:
-        for event in turn.events():
-            table, row = to_row(event, days)
-            rows.setdefault(table, []).append(row)
-    await clickhouse.write(rows)
-    await clickhouse.close()
 
 
 def ops(backend, *argv: str) -> list[dict]:
