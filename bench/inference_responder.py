@@ -17,13 +17,13 @@ from typing import Any
 
 from inference.responder import Responder
 from inference.settings import ResponderSettings
+from runtime.broker import LocalKafka
+from runtime.kafka import make_consumer, make_producer
+from runtime.provisioning import create_topics
+from runtime.settings import CommonSettings, KafkaBrokerSettings
 from schemas.base import new_session_id
 from schemas.conversation import TurnCancelled, TurnCommitted, TurnSpeculative
 from schemas.topics import REPLIES, TURNS, replies_topic
-from runtime.kafka import make_consumer, make_producer
-from runtime.broker import LocalKafka
-from runtime.settings import CommonSettings, KafkaBrokerSettings
-from runtime.provisioning import create_topics
 
 NODE = "bench-edge"
 TEXTS = ["hello", "how are you", "what is seven times six", "my name is alice", "what is my name",

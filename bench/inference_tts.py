@@ -8,8 +8,8 @@ import asyncio
 import statistics
 import time
 
-from runtime.pcm import Resampler
 from inference.engines.espeak import EspeakTts
+from runtime.pcm import Resampler
 
 SENTENCES = [
     "Hello!",

@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from runtime.clickhouse import connect
 from streams.telemetry.backend import Direct
 from streams.telemetry.ops import build_parser, run
 from streams.telemetry.schema import apply_schema
-from runtime.clickhouse import connect
 
 STAGES = [
     "speech_end",

@@ -19,15 +19,15 @@ import time
 import uuid
 from pathlib import Path
 
+from runtime.broker import LocalKafka
+from runtime.clickhouse import connect
+from runtime.kafka import make_producer
+from runtime.provisioning import create_topics
+from runtime.settings import CommonSettings, KafkaBrokerSettings
 from schemas.telemetry import STAGES, StageStamped
 from schemas.topics import TELEMETRY
 from streams.telemetry.settings import TelemetrySettings
 from streams.telemetry.sink import TelemetrySink
-from runtime.clickhouse import connect
-from runtime.kafka import make_producer
-from runtime.broker import LocalKafka
-from runtime.settings import CommonSettings, KafkaBrokerSettings
-from runtime.provisioning import create_topics
 
 
 def free_port() -> int:

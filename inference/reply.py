@@ -17,10 +17,10 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from runtime.pcm import Resampler, duration_ms
 from inference.engines.base import EngineError, LlmEngine, Message, TtsEngine
 from inference.history import Exchange, Spoken
 from inference.text import SentenceSplitter
+from runtime.pcm import Resampler, duration_ms
 from schemas.base import Envelope, Event
 from schemas.conversation import ReplyAudioChunk, ReplyEnded, ReplyText, TurnCommitted, TurnSpeculative
 from schemas.telemetry import StageStamped

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from runtime.pcm import Resampler
-from schemas.audio import FRAME_MS, FRAME_SAMPLES, NS_PER_FRAME, RATE
+from schemas.audio import FRAME_MS, FRAME_SAMPLES
 
 OPUS_RATE = 48_000  # RTP clock of Opus, and the rate its decoder gives
 RTP_TICKS_PER_FRAME = OPUS_RATE * FRAME_MS // 1000  # 960

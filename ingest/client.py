@@ -25,10 +25,10 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from ingest.audio import RTP_TICKS_PER_FRAME, OpusDecoder
-from runtime.pcm import Resampler
-from schemas.audio import FRAME_SAMPLES, RATE
 from ingest.playout import OpusPacketizer, silence_packet
 from ingest.rtp_tap import tap_receiver
+from runtime.pcm import Resampler
+from schemas.audio import FRAME_SAMPLES, RATE
 
 TIME_BASE = fractions.Fraction(1, 48_000)
 LOUD_RMS = 300.0

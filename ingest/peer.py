@@ -14,9 +14,9 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ingest.echo_guard import EchoGuard
 from ingest.engines import build_audio_processing
 from ingest.engines.vad import VadEngine
-from ingest.echo_guard import EchoGuard
 from ingest.inbound import Inbound, ProcessedFrame
 from ingest.metrics import Metrics
 from ingest.playout import PlayoutTrack
@@ -25,6 +25,7 @@ from ingest.rtp_tap import tap_receiver
 from ingest.settings import IngestSettings
 from ingest.speech import Decision, Progress, Segmenter, SpeechStart, SpeechStop, VadParams
 from schemas.audio import FLAG_CONCEALED, FLAG_VOICED, RATE, AudioFrame
+from schemas.base import Envelope, Event, Stamper
 from schemas.conversation import ReplyAudioChunk, ReplyCancelled, ReplyEnded, ReplyText
 from schemas.edge import (
     PlayoutFinished,
@@ -36,7 +37,6 @@ from schemas.edge import (
     SpeechStopped,
     VadProgress,
 )
-from schemas.base import Envelope, Event, Stamper
 from schemas.telemetry import Stage, StageStamped
 
 log = logging.getLogger(__name__)

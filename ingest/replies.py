@@ -9,10 +9,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from schemas.dlq import decode_or_dead_letter
-from schemas.topics import DLQ, REPLIES
 from runtime.kafka import make_consumer
 from runtime.settings import CommonSettings
+from schemas.dlq import decode_or_dead_letter
+from schemas.topics import DLQ, REPLIES
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from ingest.peer import BadOffer, EdgeSession
 from ingest.publisher import Publisher
 from ingest.replies import ReplyConsumer
 from ingest.settings import IngestSettings
-from schemas.base import new_session_id
 from runtime.kafka import make_producer
 from runtime.service import run_until_signal
+from schemas.base import new_session_id
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from schemas.audio import NS_PER_FRAME as FRAME_NS
 
 
-
 @dataclass(frozen=True)
 class VadParams:
     threshold: float = 0.5

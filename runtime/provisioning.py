@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from schemas.topics import REGISTRY, REPLIES, TopicSpec, replies_topic
 from runtime.settings import CommonSettings
+from schemas.topics import REGISTRY, REPLIES, TopicSpec, replies_topic
 
 TOPIC_ALREADY_EXISTS = 36
 

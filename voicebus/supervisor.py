@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from runtime.broker import LocalKafka
-from runtime.settings import KafkaBrokerSettings
 from runtime.provisioning import create_topics
+from runtime.settings import KafkaBrokerSettings
 
 log = logging.getLogger("voicebus.up")
 

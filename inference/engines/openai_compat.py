@@ -12,7 +12,6 @@ from typing import Any
 
 import aiohttp
 
-from runtime.pcm import wav_bytes
 from inference.engines.base import (
     AsrCapabilities,
     AsrEngine,
@@ -23,6 +22,7 @@ from inference.engines.base import (
     TtsEngine,
 )
 from inference.engines.openai_http import Endpoint, HttpClient, json_event, sse_data
+from runtime.pcm import wav_bytes
 
 MAX_UTTERANCE_S = 120  # Whisper servers take at most a few minutes per request; a live utterance is far less
 

@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from runtime.pcm import Resampler
 from inference.engines.base import AsrCapabilities, AsrEngine, AsrStream, EngineError
 from runtime.optional import optional_import
+from runtime.pcm import Resampler
 
 MODEL_RATE = 16000
 # Fewer active HMMs and word exits per frame, fewer Gaussians scored: real-time factor 0.21 -> 0.12 on the shared

@@ -10,10 +10,10 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from runtime.clickhouse import connect
 from streams.telemetry import queries
 from streams.telemetry.schema import apply_schema
 from streams.telemetry.settings import TelemetrySettings
-from runtime.clickhouse import connect
 
 
 class Backend(Protocol):

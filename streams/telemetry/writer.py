@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from runtime.clickhouse import connect
 from streams.telemetry import queries
 from streams.telemetry.rows import COLUMNS, Row
 from streams.telemetry.schema import apply_schema
-from runtime.clickhouse import connect
 
 T = TypeVar("T")
 

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from ingest.client import Hearing, Told
 from bench.simulate import (
     Script,
     Utterance,
@@ -20,6 +19,7 @@ from bench.simulate import (
     settle,
     summarize,
 )
+from ingest.client import Hearing, Told
 from tests.conftest import SPEECH
 
 

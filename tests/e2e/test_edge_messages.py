@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import tests.conftest as root
-from ingest.client import Clip, EdgeClient, Told
 from bench.simulate import recording
+from ingest.client import Clip, EdgeClient, Told
 from ingest.server import running_edge
 from schemas.conversation import ReplyAudioChunk, ReplyCancelled, ReplyEnded
 from tests.ingest.conftest import SPEECH, edge_settings, read_wav, send_replies

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from runtime.kafka import make_consumer, make_producer
 from schemas.base import new_session_id
 from schemas.conversation import TurnCancelled, TurnCommitted, TurnSpeculative
 from schemas.topics import spec_for
-from runtime.kafka import make_consumer, make_producer
 
 NODE = "edge-t"
 

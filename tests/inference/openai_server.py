@@ -17,9 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
-from runtime.pcm import read_wav, resample
 from inference.engines.base import Message
 from inference.engines.rules_llm import reply_to
+from runtime.pcm import read_wav, resample
 
 SPEECH_RATE = 24000
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from runtime.pcm import resample
 from inference.engines.base import EngineError
+from runtime.pcm import resample
 from tests.inference.recordings import load
 
 FRAME_BYTES = 640  # 20 ms at 16 kHz

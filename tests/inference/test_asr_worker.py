@@ -12,6 +12,7 @@ import pytest
 
 from inference.asr_worker import AsrWorker
 from inference.settings import AsrSettings
+from runtime.kafka import make_producer
 from schemas.audio import FLAG_VOICED, AudioFrame
 from schemas.base import new_session_id
 from schemas.edge import SessionEnded, SpeechStarted, SpeechStopped
@@ -19,7 +20,6 @@ from schemas.topics import AUDIO, DLQ, SESSIONS, TRANSCRIPTS, TYPE_HEADER, VAD
 from tests.inference.kafka_helpers import NODE, Producer, watching
 from tests.inference.openai_server import shared_sphinx
 from tests.inference.recordings import load
-from runtime.kafka import make_producer
 
 pytestmark = pytest.mark.integration
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.pcm import Resampler, read_wav, resample, wav_bytes
 from inference.engines.base import Message
 from inference.engines.rules_llm import arithmetic, reply_to
 from inference.history import History, Spoken
 from inference.offsets import OffsetTracker
 from inference.text import SentenceSplitter, heard_text
+from runtime.pcm import Resampler, read_wav, resample, wav_bytes
 
 
 def split(tokens: list[str]) -> list[str]:

@@ -34,9 +34,9 @@ from typing import Any  # noqa: E402
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
+import tests.conftest as root  # noqa: E402
 from ingest.server import EdgeNode, running_edge  # noqa: E402
 from ingest.settings import IngestSettings  # noqa: E402
-import tests.conftest as root  # noqa: E402
 from schemas.topics import spec_for  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from ingest.audio import CaptureClock, Framer, OpusDecoder, ntp_to_unix_ns
+from ingest.playout import OpusPacketizer
 from runtime.pcm import Resampler
 from schemas.audio import FRAME_SAMPLES, RATE
-from ingest.playout import OpusPacketizer
 
 
 @pytest.mark.parametrize("chunks", [[320] * 5, [100, 540, 320, 640], [960, 1, 319, 320], [7] * 100])

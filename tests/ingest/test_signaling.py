@@ -6,10 +6,10 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 
+import tests.conftest as root
 from ingest.client import EdgeClient
 from ingest.server import running_edge
 from schemas.edge import SessionEnded, SessionStarted
-import tests.conftest as root
 from tests.ingest.conftest import TopicReader, edge_settings
 
 pytestmark = pytest.mark.integration

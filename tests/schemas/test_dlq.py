@@ -8,11 +8,11 @@ import json
 
 import pytest
 
+from runtime.kafka import make_consumer, make_producer
 from schemas.audio import encode_frame
 from schemas.dlq import decode_or_dead_letter
 from schemas.topics import AUDIO, DLQ, VAD
 from tests.schemas.samples import BASE, EVENTS, FRAME, NODE, SESSION
-from runtime.kafka import make_consumer, make_producer
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import struct
 import pytest
 from jsonschema import Draft202012Validator
 
+from runtime.kafka import make_producer
 from schemas.export import audio_layout, export, schema_file
 from schemas.topics import AUDIO, REPLIES, replies_topic
 from tests.schemas.samples import EVENTS, FRAME, NODE, spec_of
-from runtime.kafka import make_producer
 
 pytestmark = [
     pytest.mark.integration,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from bench.endpointing_events import MS, WALL0_NS, Conversation
-from schemas.base import Event
-from schemas.conversation import TranscriptFinal, TranscriptPartial, TurnCommitted
+from bench.endpointing_events import MS, WALL0_NS
+from schemas.conversation import TranscriptFinal, TranscriptPartial
 from schemas.edge import SpeechStarted
 from schemas.telemetry import StageStamped
 from schemas.topics import PLAYOUT, SESSIONS, TRANSCRIPTS, TURNS, VAD
 from streams.turns.core import SOURCES
 from streams.turns.policy import Policy
-from tests.streams.turn_cases import CASES, DEFAULT, SID, WALL, committed_at_ms, conv, run, turns
+from tests.streams.turn_cases import CASES, SID, WALL, committed_at_ms, conv, run, turns
+
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_transitions(name: str) -> None:

@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from bench.endpointing_events import Conversation
+from runtime.kafka import make_consumer, make_producer
 from schemas.base import Event
 from schemas.telemetry import StageStamped
 from schemas.topics import (
@@ -35,7 +36,6 @@ from schemas.topics import (
 )
 from streams.turns.core import SOURCES, Context, initial, step
 from streams.turns.policy import Policy
-from runtime.kafka import make_consumer, make_producer
 
 pytestmark = pytest.mark.integration
 

@@ -45,6 +45,10 @@ import numpy as np
 
 from ingest.client import Clip, EdgeClient, read_wav
 from ingest.ice import use_host_addresses
+from runtime.broker import LocalKafka
+from runtime.kafka import make_consumer
+from runtime.provisioning import create_topics
+from runtime.settings import CommonSettings, KafkaBrokerSettings
 from schemas.audio import FLAG_CONCEALED, decode_frame
 from schemas.base import Event
 from schemas.conversation import TranscriptFinal
@@ -66,11 +70,7 @@ from tests.streams.replay import (
     fingerprint,
     write_fixture,
 )
-from runtime.kafka import make_consumer
-from runtime.broker import LocalKafka
-from runtime.settings import CommonSettings, KafkaBrokerSettings
 from voicebus.supervisor import Child, UpSettings, supervise
-from runtime.provisioning import create_topics
 
 NODE = "edge-replay"
 RATE = 16_000

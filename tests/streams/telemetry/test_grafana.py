@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import REPO
-from tests.streams.telemetry.synthetic import make_turns
-from tests.streams.telemetry.synthetic import seed
 from runtime.clickhouse import connect
+from tests.conftest import REPO
+from tests.streams.telemetry.synthetic import make_turns, seed
 
 GRAFANA = REPO / "infra" / "grafana"
 DATASOURCES = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "clickhouse.yaml").read_text())

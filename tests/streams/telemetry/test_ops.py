@@ -15,7 +15,6 @@ import pytest
 from streams.telemetry import queries
 from streams.telemetry.backend import Direct, ThroughSink, open_backend
 from streams.telemetry.ops import build_parser, run
-
 from streams.telemetry.server import serve
 from streams.telemetry.settings import TelemetrySettings
 from streams.telemetry.writer import ClickHouse

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from aiokafka import TopicPartition
 
+from runtime.clickhouse import connect
+from runtime.kafka import make_consumer, make_producer
 from schemas.topics import SESSIONS, TELEMETRY, TURNS
 from streams.telemetry.settings import TelemetrySettings
 from streams.telemetry.sink import TelemetrySink
 from tests.streams.telemetry.synthetic import MS, make_turns, session_events
-from runtime.clickhouse import connect
-from runtime.kafka import make_consumer, make_producer
 
 pytestmark = pytest.mark.integration
 
