@@ -98,7 +98,9 @@ class LocalKafka:
         config = self._write_config()
         classpath = f"{s.kafka_jar_cache}/*"
         if not (self.state_dir / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = "-"
+            while cluster_id.startswith("-"):  # the storage tool would take it for an option
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(
                 ["java", "-cp", classpath, "kafka.tools.StorageTool", "format", "--ignore-formatted",
                  "-t", cluster_id, "-c", str(config)],
@@ -184,7 +186,8 @@ def _reap(pid: int) -> bool:
 
 
 async def _answers(bootstrap: str, timeout: float) -> bool:
-    """True when a Kafka client can fetch cluster metadata from the broker."""
+    """True when a Kafka client can fetch cluster metadata from the broker and a consumer group would find its
+    coordinator (until then every service's first join logs GroupCoordinatorNotAvailable as an error)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
@@ -194,6 +197,7 @@ async def _answers(bootstrap: str, timeout: float) -> bool:
     try:
         await asyncio.wait_for(admin.start(), timeout)
         await asyncio.wait_for(admin.list_topics(), timeout)
+        await asyncio.wait_for(admin.describe_consumer_groups(["voicebus-ready"]), timeout)
         return True
     except Exception:
         return False
