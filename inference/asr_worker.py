@@ -19,17 +19,18 @@ from typing import Any
 
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
-from inference.engines.base import AsrEngine, AsrStream, EngineError
 from inference.engine_choice import make_asr
+from inference.engines.base import AsrEngine, AsrStream, EngineError
 from inference.settings import AsrSettings
+from runtime.kafka import make_consumer, make_producer
+from runtime.metrics import ServiceMetrics, serve_metrics, stop_serving
+from runtime.service import run_until_signal
 from schemas.audio import AudioFrame
-from schemas.conversation import TranscriptFinal, TranscriptPartial
 from schemas.base import Envelope, Stamper
+from schemas.conversation import TranscriptFinal, TranscriptPartial
 from schemas.dlq import decode_or_dead_letter
 from schemas.edge import SessionEnded, SessionStarted, SpeechStarted, SpeechStopped, VadProgress
 from schemas.topics import AUDIO, DLQ, SESSIONS, TYPE_HEADER, VAD, spec_for, topic_of
-from runtime.kafka import make_consumer, make_producer
-from runtime.service import run_until_signal
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,12 @@ class AsrWorker:
         self._sessions: dict[str, Session] = {}
         self._producer: Any = None
         self._changed = asyncio.Event()
+        self.metrics = m = ServiceMetrics("asr")
+        m.gauge("voicebus_asr_sessions", "Sessions held (audio seen lately).", lambda: len(self._sessions))
+        m.gauge("voicebus_asr_open_streams", "Utterances being recognised.", lambda: self.open_streams)
+        m.counter("voicebus_asr_utterances_total", "Recogniser streams opened.", lambda: self.stats.utterances)
+        m.counter("voicebus_asr_recogniser_errors_total", "Recogniser failures (the utterance is dropped).",
+                  lambda: self.stats.errors)
 
     async def wait_for(self, predicate: Any, timeout: float) -> None:
         """Until ``predicate(self)`` holds (tests and benchmarks wait on it); TimeoutError after ``timeout`` s."""
@@ -117,12 +124,16 @@ class AsrWorker:
         self._producer = make_producer(s)
         await self._producer.start()
         await consumer.start()
+        self.metrics.consumer = consumer
+        metrics = await serve_metrics(self.metrics, s.metrics_host, s.asr_metrics_port)
         log.info("asr worker: engine %s", self.engine.name)
         if ready is not None:
             ready.set()
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100)
+                t0 = time.perf_counter()
+                self.metrics.consumed(batch)
                 by_session: dict[str, list[tuple[str, Any]]] = {}
                 for tp, records in batch.items():
                     spec = spec_for(tp.topic.removeprefix(s.topic_prefix))
@@ -134,11 +145,16 @@ class AsrWorker:
                                                             consumer="asr")
                         if value is not None:
                             by_session.setdefault(value.session_id, []).append((kind, value))
+                        else:
+                            self.metrics.dead_letters.inc()
                 await asyncio.gather(*(self._session_batch(sid, sorted(items, key=_order))
                                        for sid, items in by_session.items()))
                 await self._sweep()
+                if batch:
+                    self.metrics.processing.observe((time.perf_counter() - t0) * 1000)
                 self._changed.set()
         finally:
+            await stop_serving(metrics)
             for sid in list(self._sessions):
                 await self._end_session(sid)
             await consumer.stop()
@@ -283,6 +299,7 @@ class AsrWorker:
     async def _send(self, session_id: str, event: TranscriptPartial | TranscriptFinal) -> None:
         spec = topic_of(type(event))
         await self._producer.send(self.settings.topic(spec.name), spec.codec.encode(event), key=session_id.encode())
+        self.metrics.events_out.inc()
 
 
 def main(argv: list[str]) -> int:

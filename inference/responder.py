@@ -22,12 +22,15 @@ from typing import Any
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from inference.engines.base import LlmEngine, TtsEngine
 from inference.engine_choice import make_llm, make_tts
+from inference.engines.base import LlmEngine, TtsEngine
 from inference.history import History
 from inference.offsets import OffsetTracker
 from inference.reply import ReplyJob, Work
 from inference.settings import ResponderSettings
+from runtime.kafka import make_consumer, make_producer
+from runtime.metrics import ServiceMetrics, serve_metrics, stop_serving
+from runtime.service import run_until_signal
 from schemas.base import Event, Stamper
 from schemas.conversation import (
     BargeIn,
@@ -40,8 +43,6 @@ from schemas.conversation import (
 )
 from schemas.dlq import dead_letter_for, decode_or_dead_letter
 from schemas.topics import DLQ, REPLIES, TURNS, replies_topic, topic_of
-from runtime.kafka import make_consumer, make_producer
-from runtime.service import run_until_signal
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,18 @@ class Responder:
         self._stampers: dict[str, Stamper] = {}
         self._changed = asyncio.Event()  # pulsed whenever a turn makes progress or ends
         self._producer: Any = None
+        self.metrics = m = ServiceMetrics("responder")
+        m.gauge("voicebus_responder_active_replies", "Replies being made (speculative ones included).",
+                lambda: len(self._active))
+        m.counter("voicebus_responder_turns_total", "Turns answered (replies started).", lambda: self.stats.turns)
+        m.counter("voicebus_responder_replies_completed_total", "Replies made to their end.",
+                  lambda: self.stats.completed)
+        m.counter("voicebus_responder_replies_cancelled_total", "Replies stopped by a cancel or a barge-in.",
+                  lambda: self.stats.cancelled)
+        m.counter("voicebus_responder_replies_failed_total", "Replies that failed (engine error, unknown node).",
+                  lambda: self.stats.failed)
+        m.counter("voicebus_responder_speculative_wasted_total", "Speculative replies thrown away.",
+                  lambda: self.stats.speculative_wasted)
 
     async def wait_for(self, predicate: Callable[[Responder], bool], timeout: float) -> None:
         """Until ``predicate(self)`` holds (tests and benchmarks wait on it); TimeoutError after ``timeout`` s."""
@@ -132,12 +145,16 @@ class Responder:
         await self._producer.start()
         consumer.subscribe(topics, listener=_Rebalance(self, consumer))
         await consumer.start()
+        self.metrics.consumer = consumer
+        metrics = await serve_metrics(self.metrics, s.metrics_host, s.responder_metrics_port)
         log.info("responder %s: llm %s, tts %s", self.worker, self.llm.name, self.tts.name)
         if ready is not None:
             ready.set()
         try:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=100)
+                t0 = time.perf_counter()
+                self.metrics.consumed(batch)
                 for tp, records in batch.items():
                     for record in records:
                         self._offsets.consumed(tp, record.offset)
@@ -145,9 +162,14 @@ class Responder:
                                                             s.topic(DLQ.name), consumer="responder")
                         if event is not None:
                             await self._handle(event, tp, record)
+                        else:
+                            self.metrics.dead_letters.inc()
                         self._notify()
                 await self._commit(consumer)
+                if batch:
+                    self.metrics.processing.observe((time.perf_counter() - t0) * 1000)
         finally:
+            await stop_serving(metrics)
             await self._abandon(list(self._active.values()))
             await self._commit(consumer)
             await consumer.stop()
@@ -243,6 +265,7 @@ class Responder:
                 letter = dead_letter_for(turn.record, error, consumer="responder")
                 await self._producer.send_and_wait(self.settings.topic(DLQ.name), DLQ.codec.encode(letter),
                                                    key=turn.record.key)
+                self.metrics.dead_letters.inc()
             elif job.outcome == "running":
                 job.start()
                 await job.wait()
@@ -301,6 +324,7 @@ class Responder:
         try:
             await self._producer.send(self.settings.topic(replies_topic(node_id)), REPLIES.codec.encode(event),
                                       key=session_id.encode(), headers=[(WORKER_HEADER, self.worker.encode())])
+            self.metrics.events_out.inc()
         except KafkaError as exc:
             log.error("could not send reply_cancelled: %s", exc, extra={"turn_id": turn_id})
         self.stats.cancel_ms.append((time.perf_counter() - t0) * 1000)
@@ -314,6 +338,7 @@ class Responder:
         turn.acks.append(await self._producer.send(self.settings.topic(name), spec.codec.encode(event),
                                                    key=event.session_id.encode(),
                                                    headers=[(WORKER_HEADER, self.worker.encode())]))
+        self.metrics.events_out.inc()
 
     async def _node_known(self, node_id: str) -> bool:
         known, until = self._nodes.get(node_id, (False, 0.0))

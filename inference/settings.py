@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 
 from inference.engines.openai_http import Endpoint
+from runtime.metrics import metrics_host_field, metrics_port_field
 from runtime.settings import CommonSettings
 
 
@@ -41,6 +42,8 @@ class AsrSettings(HttpEngineSettings):
                                        "without a speech-stopped event.")
     asr_idle_session_s: float = Field(60.0, gt=0, description="A session with no audio for this long is "
                                       "forgotten (its SessionEnded may have been lost).")
+    metrics_host: str = metrics_host_field()
+    asr_metrics_port: int = metrics_port_field(9101, "ASR worker")
 
 
 class ResponderSettings(HttpEngineSettings):
@@ -81,3 +84,5 @@ class ResponderSettings(HttpEngineSettings):
         "dead-lettered as for an unknown node.")
     responder_session_timeout_ms: int = Field(
         10000, ge=6000, description="Kafka group session timeout: how soon a crashed responder's turns move.")
+    metrics_host: str = metrics_host_field()
+    responder_metrics_port: int = metrics_port_field(9102, "responder")

@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import faust
 
+from runtime.log import setup_logging
+from runtime.metrics import Registry, serve_metrics, stop_serving
 from schemas.topics import SESSION_PARTITIONS
 from streams.turns.agent import TurnProcessor
 from streams.turns.settings import TurnSettings
-from runtime.log import setup_logging
 
 
-def make_app(settings: TurnSettings) -> faust.App:
+class MetricsEndpoint(faust.Service):
+    """``/metrics`` for the worker's lifetime (Faust's own web server stays off): a service of the worker,
+    started before the app, so the lag is visible while the table recovers too."""
+
+    def __init__(self, metrics: Registry, host: str, port: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metrics, self.host, self.port = metrics, host, port
+        self._runner: Any = None
+
+    async def on_start(self) -> None:
+        self._runner = await serve_metrics(self.metrics, self.host, self.port)
+
+    async def on_stop(self) -> None:
+        await stop_serving(self._runner)
+        self._runner = None
+
+
+def make_processor(settings: TurnSettings) -> TurnProcessor:
+    """The Faust app with the turn agent and table on it (``.app``)."""
     datadir = settings.data_dir / "faust" / settings.app_id()
     datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     app = faust.App(
@@ -30,8 +50,7 @@ def make_app(settings: TurnSettings) -> faust.App:
         broker_heartbeat_interval=settings.turn_session_timeout_s / 5,
         producer_linger=0.0,
     )
-    TurnProcessor(app, settings)
-    return app
+    return TurnProcessor(app, settings)
 
 
 def main(argv: list[str]) -> int:
@@ -42,7 +61,9 @@ def main(argv: list[str]) -> int:
     parser.parse_args(argv)
     settings = TurnSettings()
     setup_logging(settings.log_level, settings.log_json)
-    worker = faust.Worker(make_app(settings), loglevel=settings.log_level, override_logging=False)
+    processor = make_processor(settings)
+    endpoint = MetricsEndpoint(processor.metrics, settings.metrics_host, settings.turn_metrics_port)
+    worker = faust.Worker(processor.app, endpoint, loglevel=settings.log_level, override_logging=False)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

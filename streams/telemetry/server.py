@@ -1,4 +1,5 @@
-"""The sink's query endpoint: while the sink holds the chDB directory, `voicebus ops` asks it by name."""
+"""The sink's query endpoint: while the sink holds the chDB directory, `voicebus ops` asks it by name. It also
+serves the sink's Prometheus ``/metrics``."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from typing import Any
 
 from aiohttp import web
 
+from runtime.metrics import Registry, metrics_response
 from streams.telemetry.queries import QueryError
 from streams.telemetry.writer import ClickHouse
 
 log = logging.getLogger(__name__)
 
 
-def make_app(clickhouse: ClickHouse) -> web.Application:
+def make_app(clickhouse: ClickHouse, metrics: Registry | None = None) -> web.Application:
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "dsn": clickhouse.dsn})
 
@@ -31,11 +33,18 @@ def make_app(clickhouse: ClickHouse) -> web.Application:
     app = web.Application()
     app.router.add_get("/health", health)
     app.router.add_post("/query", query)
+    if metrics is not None:
+        registry = metrics
+
+        async def scrape(request: web.Request) -> web.Response:
+            return await metrics_response(registry)
+
+        app.router.add_get("/metrics", scrape)
     return app
 
 
-async def serve(clickhouse: ClickHouse, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(make_app(clickhouse), access_log=None)
+async def serve(clickhouse: ClickHouse, host: str, port: int, metrics: Registry | None = None) -> web.AppRunner:
+    runner = web.AppRunner(make_app(clickhouse, metrics), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("query endpoint on http://%s:%d", host, port)

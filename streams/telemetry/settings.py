@@ -29,5 +29,6 @@ class TelemetrySettings(ClickHouseSettings):
         "holds the chDB directory (keep it on loopback).",
     )
     telemetry_query_port: int = Field(
-        8124, ge=0, le=65535, description="Port of the sink's query endpoint (0: do not serve it)."
+        8124, ge=0, le=65535, description="Port of the sink's query endpoint, which also serves its Prometheus "
+        "/metrics (0: serve neither)."
     )

@@ -20,14 +20,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from runtime.kafka import make_consumer, make_producer
+from runtime.metrics import Histogram, ServiceMetrics
+from runtime.service import run_until_signal
 from schemas.dlq import decode_or_dead_letter
 from schemas.topics import DLQ, SESSIONS, TELEMETRY, TURNS, spec_for
 from streams.telemetry.rows import Row, TurnDays, to_row
 from streams.telemetry.server import serve
 from streams.telemetry.settings import TelemetrySettings
 from streams.telemetry.writer import ClickHouse
-from runtime.kafka import make_consumer, make_producer
-from runtime.service import run_until_signal
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,12 @@ class Batch:
         )
 
 
+class SinkMetrics(ServiceMetrics):
+    def __init__(self) -> None:
+        super().__init__("telemetry", out_help="Rows written to ClickHouse.")
+        self.write_ms = Histogram("voicebus_telemetry_write_ms", "Time to write one batch to ClickHouse, ms.")
+
+
 @dataclass
 class Stats:
     rows_written: int = 0
@@ -73,6 +80,13 @@ class TelemetrySink:
         self._days = TurnDays()
         self._batch = Batch()
         self._producer: Any = None
+        self.metrics = m = SinkMetrics()
+        m.gauge("voicebus_telemetry_pending_rows", "Rows waiting for their batch to be written.",
+                lambda: self._batch.count)
+        m.gauge("voicebus_telemetry_paused", "1 while ClickHouse writes fail and consumption is paused.",
+                lambda: int(self.stats.paused))
+        m.counter("voicebus_telemetry_write_failures_total", "Failed ClickHouse writes (each is retried).",
+                  lambda: self.stats.write_failures)
 
     async def wait_for(self, predicate: Callable[[Stats], bool], timeout: float) -> None:
         """Until predicate(stats) holds (tests and benchmarks wait on it); TimeoutError after `timeout` s."""
@@ -87,11 +101,12 @@ class TelemetrySink:
         s = self.settings
         await self.clickhouse.open()
         runner = (
-            await serve(self.clickhouse, s.telemetry_query_host, s.telemetry_query_port)
+            await serve(self.clickhouse, s.telemetry_query_host, s.telemetry_query_port, self.metrics)
             if s.telemetry_query_port
             else None
         )
         consumer = make_consumer(s, *(s.topic(spec.name) for spec in CONSUMES), group_id=s.telemetry_group_id)
+        self.metrics.consumer = consumer
         self._producer = make_producer(s)
         await self._producer.start()
         await consumer.start()
@@ -122,13 +137,20 @@ class TelemetrySink:
         return int(min(max(left, 0.001), 0.5) * 1000)
 
     async def _add(self, records: dict[TopicPartition, list[Any]]) -> None:
+        if not records:
+            return
+        t0 = time.perf_counter()
+        self.metrics.consumed(records)
         for tp, batch in records.items():
             codec = spec_for(tp.topic.removeprefix(self.settings.topic_prefix)).codec
             for record in batch:
                 event = await decode_or_dead_letter(
                     codec, record, self._producer, self.settings.topic(DLQ.name), consumer="telemetry"
                 )
+                if event is None:
+                    self.metrics.dead_letters.inc()
                 self._batch.add(tp, record.offset, None if event is None else to_row(event, self._days))
+        self.metrics.processing.observe((time.perf_counter() - t0) * 1000)
 
     async def _flush(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         """Write the batch, retrying until it is written (or the sink stops); then commit its offsets."""
@@ -136,7 +158,9 @@ class TelemetrySink:
         delay = s.telemetry_retry_initial_s
         while True:
             try:
+                t0 = time.perf_counter()
                 await self.clickhouse.write(self._batch.rows)
+                self.metrics.write_ms.observe((time.perf_counter() - t0) * 1000)
                 break
             except Exception as exc:  # any ClickHouse failure: keep the rows, stop fetching, retry
                 self.stats.write_failures += 1
@@ -167,6 +191,7 @@ class TelemetrySink:
             self.stats.paused = False
             log.info("ClickHouse writes succeed again, consumption resumed")
         self.stats.rows_written += self._batch.count
+        self.metrics.events_out.inc(self._batch.count)
         self.stats.batches += 1
         self._batch = Batch()
         await self._notify()

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import faust
-from pydantic import ValidationError
+from faust.exceptions import ConsumerNotStarted
 from faust.serializers import codecs
+from pydantic import ValidationError
 
+from runtime.metrics import ServiceMetrics, partition_lag
 from schemas.base import Event, now_ns
 from schemas.dlq import decode_or_dead_letter
 from schemas.telemetry import StageStamped
@@ -113,6 +116,8 @@ class TurnProcessor:
         self.policy = Policy.from_settings(settings)
         self.consumer_name = settings.app_id()
         self._dlq = _DlqProducer(app)
+        self._sources = frozenset(settings.topic(spec.name) for spec in SOURCES)
+        self.metrics = ServiceMetrics("streams", per="event", lag=self._lag)
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         state_codec = StateCodec()
         source = app.topic(*(settings.topic(spec.name) for spec in SOURCES), **raw)
@@ -125,16 +130,42 @@ class TurnProcessor:
         # The table writes its changelog with it (send_changelog); the topic reads with it (recovery).
         self.table.value_serializer = state_codec
         app.agent(source, name="turns")(self._agent)
+        self.metrics.gauge("voicebus_streams_sessions", "Sessions in the turn table (this worker's partitions).",
+                           lambda: len(self.table))
 
     async def _agent(self, stream: Any) -> None:
+        m = self.metrics
         async for event in stream.events():
+            t0 = time.perf_counter()
+            m.events_in.inc()
             await self.handle(event.message)
+            m.processing.observe((time.perf_counter() - t0) * 1000)
+
+    def _lag(self) -> int:
+        """Over the source partitions assigned: the consumer's highwater minus the offset after the last record
+        Faust read (its Monitor sensor notes it for every record)."""
+        consumer = self.app.consumer
+        try:
+            assigned = consumer.assignment()
+        except ConsumerNotStarted:
+            return 0
+        read = self.app.monitor.tp_read_offsets
+
+        def highwater(tp: Any) -> int | None:
+            try:
+                return consumer.highwater(tp)
+            except AssertionError:  # revoked since (aiokafka asserts the partition is assigned)
+                return None
+
+        return partition_lag((tp for tp in assigned if tp.topic in self._sources), highwater,
+                             lambda tp: None if (offset := read.get(tp)) is None else offset + 1)
 
     async def handle(self, message: Any) -> None:
         spec = spec_for(message.topic.removeprefix(self.settings.topic_prefix))
         event = await decode_or_dead_letter(spec.codec, message, self._dlq, self.settings.topic(DLQ.name),
                                             consumer=self.consumer_name)
         if event is None:
+            self.metrics.dead_letters.inc()
             return
         key = event.session_id.encode()
         stored: TurnState | None = self.table.get(key)
@@ -158,4 +189,5 @@ class TurnProcessor:
             if not isinstance(d, StageStamped):
                 log.info("%s", d.type, extra={"session_id": d.session_id, "turn_id": getattr(d, "turn_id", "")})
         if pending:
+            self.metrics.events_out.inc(len(pending))
             await asyncio.gather(*pending)

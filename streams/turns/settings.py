@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from runtime.metrics import metrics_host_field, metrics_port_field
 from runtime.settings import CommonSettings
 
 # Words after which a sentence rarely ends: a pause here is more likely a hesitation than the end of a turn.
@@ -58,6 +59,8 @@ class TurnSettings(CommonSettings):
         10.0, ge=6, description="Consumer group session timeout (seconds): how long the partitions of a "
         "worker that died wait before another worker takes them over.",
     )
+    metrics_host: str = metrics_host_field()
+    turn_metrics_port: int = metrics_port_field(9103, "turn processor")
 
     def app_id(self) -> str:
         return f"{self.topic_prefix}{self.turn_app_id}"
