@@ -33,7 +33,10 @@ def settings_classes() -> list[type[BaseSettings]]:
 
     seen.append(CommonSettings)
     walk(CommonSettings)
-    return seen
+    # Subclass order is import order, which differs between runs (a test suite imports services first):
+    # order by the module list, then by name, so the table is the same however voicebus was imported.
+    rank = {m: i for i, m in enumerate(SETTINGS_MODULES)}
+    return sorted(seen, key=lambda c: (rank.get(c.__module__, len(rank)), c.__module__, c.__name__))
 
 
 def env_vars() -> Iterator[tuple[str, str, str, str]]:
