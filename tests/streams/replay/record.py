@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import numpy as np
 
 from ingest.client import Clip, EdgeClient, read_wav
@@ -55,6 +54,7 @@ from schemas.conversation import TranscriptFinal
 from schemas.edge import PlayoutInterrupted, PlayoutStarted, SessionEnded, SpeechStarted, SpeechStopped
 from schemas.topics import spec_for
 from tests.conftest import free_port
+from tests.e2e.conftest import wait_healthy
 from tests.streams.replay import (
     FIXTURE_VERSION,
     FIXTURES,
@@ -253,17 +253,6 @@ async def speak(url: str, pcm: np.ndarray) -> str:
         await client.close()
     return session_id
 
-
-async def wait_healthy(url: str, timeout: float) -> None:
-    async with asyncio.timeout(timeout), aiohttp.ClientSession() as http:
-        while True:
-            try:
-                async with http.get(f"{url}/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
 
 
 # -- the run ----------------------------------------------------------------------------------------------------

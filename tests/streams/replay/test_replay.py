@@ -184,7 +184,8 @@ def span(start_ns: int, end_ns: int) -> str:
 
 
 def problems(events: list[Event], decisions: list[tuple[int, Event]]) -> list[str]:
-    """Lost, doubled or garbled words; empty when every final with words is committed exactly once."""
+    """Lost, doubled or garbled words; empty when every final with words is committed exactly once (words in
+    speech shorter than the policy's minimum count only when a turn follows them)."""
     commits = committed(decisions)
     finals = finals_with_words(events)
     out: list[str] = []
@@ -197,6 +198,8 @@ def problems(events: list[Event], decisions: list[tuple[int, Event]]) -> list[st
                        f"{span(b.speech_start_media_ns, b.speech_end_media_ns)} cover the same speech")
     for f in finals:
         holders = [c for c in commits if overlaps(f, c) and contains(c.text, f.text)]
+        if not holders and f.end_media_ns - f.start_media_ns < POLICY.min_speech_ns:
+            continue  # speech too short to count with no turn right after it: noise, by the policy
         if len(holders) != 1:
             where = ", ".join(f"{c.turn_id} {c.text!r}" for c in holders) or "no committed turn"
             out.append(f"final {span(f.start_media_ns, f.end_media_ns)} {f.text!r} is in {len(holders)} committed "
