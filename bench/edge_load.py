@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from ingest.client import Clip, EdgeClient, read_wav
+from ingest.client import Clip, EdgeClient, load_speech
 from schemas.audio import decode_frame
 from schemas.conversation import ReplyAudioChunk, ReplyEnded
 from schemas.topics import REPLIES
@@ -148,9 +148,9 @@ async def main_async(args: argparse.Namespace) -> None:
                 break
             except OSError:
                 await asyncio.sleep(0.1)
-        clips = [Clip.of(read_wav(p)) for p in sorted((SPEECH / "librivox").glob("*.wav"))]
-        clips.append(Clip.of(read_wav(SPEECH / "misc" / "jfk.wav")))
-        reply = np.tile(read_wav(SPEECH / "misc" / "jfk.wav"), int(args.seconds // 11) + 2)
+        clips = [Clip.of(load_speech(p)) for p in sorted((SPEECH / "librivox").glob("*.wav"))]
+        clips.append(Clip.of(load_speech(SPEECH / "misc" / "jfk.wav")))
+        reply = np.tile(load_speech(SPEECH / "misc" / "jfk.wav"), int(args.seconds // 11) + 2)
         rows = [await run_k(k, args.seconds, bootstrap, args.port, edge.pid, clips, reply, prefix)
                 for k in args.sessions]
     finally:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.client import Clip, EdgeClient, Told, frames_of, read_wav
+from ingest.client import Clip, EdgeClient, Told, frames_of, load_speech
 from ingest.ice import use_host_addresses
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
@@ -106,7 +106,7 @@ def speech_frames(pcm: np.ndarray) -> tuple[np.ndarray, str]:
 
 @functools.cache
 def recording(path: Path) -> Recording:
-    pcm = read_wav(path)
+    pcm = load_speech(path)
     clip = Clip.of(pcm)
     span = label_span(path.with_suffix(".lab"))
     if span is not None:

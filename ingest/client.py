@@ -12,7 +12,6 @@ import asyncio
 import fractions
 import json
 import time
-import wave
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,18 +26,19 @@ from aiortc.mediastreams import MediaStreamError
 from ingest.audio import RTP_TICKS_PER_FRAME, OpusDecoder
 from ingest.playout import OpusPacketizer, silence_packet
 from ingest.rtp_tap import tap_receiver
-from runtime.pcm import Resampler
+from runtime.pcm import Resampler, read_wav
 from schemas.audio import FRAME_SAMPLES, RATE
 
 TIME_BASE = fractions.Fraction(1, 48_000)
 LOUD_RMS = 300.0
 
 
-def read_wav(path: str | Path) -> np.ndarray:
-    with wave.open(str(path), "rb") as w:
-        if w.getframerate() != RATE or w.getnchannels() != 1 or w.getsampwidth() != 2:
-            raise ValueError(f"{path}: want 16 kHz mono PCM16")
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+def load_speech(path: str | Path) -> np.ndarray:
+    """A recording to speak: 16 kHz mono PCM16 samples (ValueError for another rate)."""
+    samples, rate = read_wav(path)
+    if rate != RATE:
+        raise ValueError(f"{path}: want 16 kHz mono PCM16, got {rate} Hz")
+    return samples
 
 
 def frames_of(pcm: np.ndarray) -> list[np.ndarray]:

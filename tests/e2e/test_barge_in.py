@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ingest.client import Clip, EdgeClient, read_wav
+from ingest.client import Clip, EdgeClient, load_speech
 from tests.conftest import SPEECH
 from tests.e2e.conftest import Platform
 from tests.inference.openai_server import OpenAiProtocolServer, serving
@@ -49,7 +49,7 @@ async def test_talking_over_a_reply_stops_it_and_history_keeps_what_was_heard(
     client = EdgeClient(platform.url)
     await client.connect()
     hearing, mic = client.hearing, client.mic
-    utterance = Clip.of(read_wav(SPEECH / "misc" / "goforward.wav"))
+    utterance = Clip.of(load_speech(SPEECH / "misc" / "goforward.wav"))
     try:
         await mic.say(utterance)
         await hearing.wait_for(lambda: hearing.first_loud() is not None, timeout=30)

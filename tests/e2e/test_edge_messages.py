@@ -14,7 +14,7 @@ from bench.simulate import recording
 from ingest.client import Clip, EdgeClient, Told
 from ingest.server import running_edge
 from schemas.conversation import ReplyAudioChunk, ReplyCancelled, ReplyEnded
-from tests.ingest.conftest import SPEECH, edge_settings, read_wav, send_replies
+from tests.ingest.conftest import SPEECH, edge_settings, load_speech, send_replies
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -64,7 +64,7 @@ async def test_replies_are_announced_with_the_turn_and_the_speech_they_answer(to
             assert said is not None and said.message["speech_start_ms"] == heard.message["speech_start_ms"]
 
             # A reply plays: it is announced with its turn and span, and its end is announced.
-            reply = read_wav(SPEECH / "misc" / "jfk.wav")[16000:16000 * 2]  # one second of loud speech
+            reply = load_speech(SPEECH / "misc" / "jfk.wav")[16000:16000 * 2]  # one second of loud speech
             span_ns = (1_230_000_000, 3_450_000_000)
             await send_replies(topics, NODE, chunks(session_id, "turn-1", reply, span_ns, end=True))
             await hearing.wait_for(lambda: first(client, "reply_ended", turn_id="turn-1") is not None, timeout=20)

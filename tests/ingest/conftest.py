@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.client import read_wav  # noqa: F401 -- one WAV reader for tests and tools
+from ingest.client import load_speech  # noqa: F401 -- one WAV reader for tests and tools
 
 SPEECH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech"
 

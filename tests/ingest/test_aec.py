@@ -8,13 +8,13 @@ import pytest
 from ingest.engines.aec import WebRtcAec3
 from ingest.engines.vad import SileroVad
 from ingest.speech import Segmenter, SpeechStart
-from tests.ingest.conftest import SPEECH, read_wav
+from tests.ingest.conftest import SPEECH, load_speech
 
 CONVERGED_S = 2.5  # AEC3 needs about two seconds of far-end speech before its filter holds the echo
 
 
 def run(aec: WebRtcAec3 | None, delay_ms: int, gain: float) -> tuple[list[float], float]:
-    far = read_wav(SPEECH / "misc" / "jfk.wav")
+    far = load_speech(SPEECH / "misc" / "jfk.wav")
     near = np.concatenate([np.zeros(delay_ms * 16, np.int16), (far * gain).astype(np.int16)])[:len(far)]
     vad, seg = SileroVad().stream(), Segmenter()
     starts, e_in, e_out = [], 0.0, 0.0

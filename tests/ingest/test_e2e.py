@@ -10,7 +10,7 @@ from ingest.client import Clip, EdgeClient
 from ingest.server import EdgeNode, running_edge
 from schemas.conversation import ReplyAudioChunk, ReplyEnded
 from schemas.edge import PlayoutFinished, PlayoutInterrupted, PlayoutStarted, SpeechStarted, SpeechStopped
-from tests.ingest.conftest import SPEECH, TopicReader, edge_settings, lab_span, read_wav, send_replies
+from tests.ingest.conftest import SPEECH, TopicReader, edge_settings, lab_span, load_speech, send_replies
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -38,7 +38,7 @@ def locate(received: np.ndarray, clip: np.ndarray, near: int) -> int:
 async def test_speech_becomes_ordered_frames_and_vad_events(edge: tuple[EdgeNode, str],
                                                             topics: root.TestTopics) -> None:
     node, url = edge
-    jfk, libri = read_wav(SPEECH / "misc" / "jfk.wav"), read_wav(LIBRIVOX.with_suffix(".wav"))
+    jfk, libri = load_speech(SPEECH / "misc" / "jfk.wav"), load_speech(LIBRIVOX.with_suffix(".wav"))
     client = EdgeClient(url)
     session_id = await client.connect()
     first, _ = await client.mic.say(Clip.of(jfk))
@@ -78,7 +78,7 @@ async def test_reply_is_heard_paced_and_reported(edge: tuple[EdgeNode, str], top
     node, url = edge
     client = EdgeClient(url)
     session_id = await client.connect()
-    reply = read_wav(SPEECH / "misc" / "jfk.wav")[16000 * 1:16000 * 3]  # two seconds of speech
+    reply = load_speech(SPEECH / "misc" / "jfk.wav")[16000 * 1:16000 * 3]  # two seconds of speech
     await send_replies(topics, "edge-test", reply_events(session_id, "turn-1", reply))
     hearing = client.hearing
     await hearing.wait_for(lambda: hearing.first_loud() is not None, timeout=10)
@@ -102,12 +102,12 @@ async def test_speech_over_a_reply_stops_it_at_the_client(edge: tuple[EdgeNode, 
     node, url = edge
     client = EdgeClient(url)
     session_id = await client.connect()
-    jfk = read_wav(SPEECH / "misc" / "jfk.wav")
+    jfk = load_speech(SPEECH / "misc" / "jfk.wav")
     await send_replies(topics, "edge-test", reply_events(session_id, "long", np.tile(jfk, 2)))  # 22 s reply
     hearing = client.hearing
     await hearing.wait_for(lambda: hearing.first_loud() is not None, timeout=10)
     await hearing.wait_for(lambda: len(hearing.loud) - (hearing.first_loud() or 0) > 50, timeout=5)
-    await client.mic.say(Clip.of(read_wav(LIBRIVOX.with_suffix(".wav"))))
+    await client.mic.say(Clip.of(load_speech(LIBRIVOX.with_suffix(".wav"))))
     async with TopicReader(topics, "voice.playout", session_id) as playout:
         events = await playout.until(lambda items: any(isinstance(e, PlayoutInterrupted) for e in items))
     async with TopicReader(topics, "voice.vad", session_id) as vad:
@@ -132,7 +132,7 @@ async def test_the_agent_does_not_hear_itself(aec: bool, topics: root.TestTopics
         client = EdgeClient(f"http://127.0.0.1:{settings.ingest_port}")
         client.mic.echo(delay_ms=100, gain=0.3)  # the client's loudspeaker leaks into its microphone
         session_id = await client.connect()
-        reply = read_wav(SPEECH / "misc" / "jfk.wav")[:16000 * 8]
+        reply = load_speech(SPEECH / "misc" / "jfk.wav")[:16000 * 8]
         await send_replies(topics, "edge-test", reply_events(session_id, "echo", reply))
         async with TopicReader(topics, "voice.playout", session_id) as playout:
             played = await playout.until(lambda items: any(isinstance(e, PlayoutFinished | PlayoutInterrupted)

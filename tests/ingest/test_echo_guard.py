@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from ingest.echo_guard import EchoGuard
-from tests.ingest.conftest import SPEECH, read_wav
+from tests.ingest.conftest import SPEECH, load_speech
 
 
 def feed(guard: EchoGuard, far: np.ndarray, near: np.ndarray) -> None:
@@ -13,8 +13,8 @@ def feed(guard: EchoGuard, far: np.ndarray, near: np.ndarray) -> None:
 
 
 def test_delayed_attenuated_reply_is_echo_and_another_voice_is_not() -> None:
-    jfk = read_wav(SPEECH / "misc" / "jfk.wav")[:16000 * 3]
-    person = read_wav(next((SPEECH / "librivox").glob("*0880.wav")))[16000:16000 * 4]
+    jfk = load_speech(SPEECH / "misc" / "jfk.wav")[:16000 * 3]
+    person = load_speech(next((SPEECH / "librivox").glob("*0880.wav")))[16000:16000 * 4]
     echo_guard, person_guard = EchoGuard(), EchoGuard()
     feed(echo_guard, jfk, np.concatenate([np.zeros(3200, np.int16), (jfk * 0.3).astype(np.int16)])[:len(jfk)])
     feed(person_guard, jfk, person[:len(jfk)])
@@ -25,8 +25,8 @@ def test_delayed_attenuated_reply_is_echo_and_another_voice_is_not() -> None:
 def test_silence_in_what_was_played_is_not_taken_for_an_echo_of_the_person() -> None:
     """The track plays exact digital silence between replies: a person speaking at the start of a reply must
     not match it (rounding noise over zero energy once gave similarities in the thousands)."""
-    reply = read_wav(SPEECH / "misc" / "jfk.wav")[:16000 * 2]
-    person = read_wav(next((SPEECH / "librivox").glob("*0880.wav")))[16000:16000 * 3]
+    reply = load_speech(SPEECH / "misc" / "jfk.wav")[:16000 * 2]
+    person = load_speech(next((SPEECH / "librivox").glob("*0880.wav")))[16000:16000 * 3]
     far = np.concatenate([np.zeros(16000, np.int16), reply[:16000]])  # 1 s of silence, then the reply starts
     guard = EchoGuard()
     feed(guard, far, np.concatenate([np.zeros(16000, np.int16), person[:16000]]))

@@ -9,7 +9,7 @@ import pytest
 
 from ingest.engines.vad import SileroVad
 from ingest.speech import Progress, Segmenter, SpeechStart, SpeechStop, VadParams
-from tests.ingest.conftest import SPEECH, lab_span, read_wav
+from tests.ingest.conftest import SPEECH, lab_span, load_speech
 
 CLIPS = sorted((SPEECH / "librivox").glob("*.wav")) if SPEECH.is_dir() else []
 
@@ -17,7 +17,7 @@ CLIPS = sorted((SPEECH / "librivox").glob("*.wav")) if SPEECH.is_dir() else []
 @pytest.mark.parametrize("wav", CLIPS, ids=[p.stem[-4:] for p in CLIPS])
 def test_speech_start_and_stop_within_150_ms_of_the_labels(wav: Path) -> None:
     start, end = lab_span(wav.with_suffix(".lab"))
-    pcm = np.concatenate([read_wav(wav), np.zeros(16_000, np.int16)])  # a second of silence after
+    pcm = np.concatenate([load_speech(wav), np.zeros(16_000, np.int16)])  # a second of silence after
     vad, seg = SileroVad().stream(), Segmenter()
     starts, stops = [], []
     for i in range(len(pcm) // 320):

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.client import Clip, EdgeClient, read_wav
+from ingest.client import Clip, EdgeClient, load_speech
 from ingest.ice import use_host_addresses
 from runtime.broker import LocalKafka
 from runtime.kafka import make_consumer
@@ -124,7 +124,7 @@ def telephone(pcm: np.ndarray) -> np.ndarray:
 
 
 def audio_of(rec: Recording) -> np.ndarray:
-    pcm = read_wav(rec.path)
+    pcm = load_speech(rec.path)
     return telephone(pcm) if rec.variant == "telephone" else pcm
 
 
@@ -301,7 +301,7 @@ async def _record(bootstrap: str, recordings: list[Recording], callers: int, ser
         await wait_healthy(url, 90)
         # One call first, not recorded: every service has joined its group and loaded its models, so the
         # recorded calls see the platform in its steady state, not a backlog.
-        warm = await speak(url, read_wav(SPEECH / "misc" / "goforward.wav"))
+        warm = await speak(url, load_speech(SPEECH / "misc" / "goforward.wav"))
         if not await tap.wait_for(lambda: tap.log(warm).complete(), 60):
             raise RuntimeError(f"the warm-up call got no final transcript: {summary(tap.log(warm))}")
         print(f"warm-up call: {summary(tap.log(warm))}", file=sys.stderr, flush=True)
