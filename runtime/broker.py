@@ -1,6 +1,6 @@
 """A real single-node KRaft Kafka broker for development and tests, started from Maven Central jars.
 
-The jars are fetched once by `mvn dependency:copy-dependencies` (pom: infra/kafka/pom.xml) into a cache
+The jars are fetched once by `mvn dependency:copy-dependencies` (pom: runtime/broker_files/pom.xml) into a cache
 outside the repository; each broker gets its own state directory holding its config, data, log and pid.
 """
 
@@ -23,7 +23,8 @@ from runtime.settings import KafkaBrokerSettings
 
 log = logging.getLogger(__name__)
 
-INFRA_KAFKA = Path(__file__).resolve().parent.parent / "infra" / "kafka"
+# Shipped with the package (package data), so an installed voicebus runs its broker outside a checkout too.
+INFRA_KAFKA = Path(__file__).resolve().parent / "broker_files"
 POM = INFRA_KAFKA / "pom.xml"
 
 
@@ -43,6 +44,8 @@ def _require_tools() -> None:
 
 def fetch_jars(cache: Path) -> bool:
     """Fetch the broker jars unless the cache already holds this pom's set. Returns True if it downloaded."""
+    if not POM.exists():
+        raise BrokerError(f"{POM} is missing: the voicebus install is incomplete (package data runtime/broker_files)")
     _require_tools()
     stamp = cache / ".pom-sha256"
     digest = hashlib.sha256(POM.read_bytes()).hexdigest()
