@@ -3,46 +3,22 @@ lag that every aiokafka service reports, against a real consumer."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
 from aiokafka import TopicPartition
 
-from inference.asr_worker import AsrWorker
-from inference.settings import AsrSettings
 from runtime.kafka import make_consumer, make_producer
-from runtime.metrics import CONTENT_TYPE, ServiceMetrics
-from schemas.topics import AUDIO, DLQ, TELEMETRY, TRANSCRIPTS, TURNS, replies_topic, spec_for
+from runtime.metrics import ServiceMetrics
+from schemas.topics import AUDIO, DLQ, TELEMETRY, TURNS, replies_topic, spec_for
 from tests.conftest import free_port
-from tests.inference.kafka_helpers import NODE, Producer, Turns, ended, watching
-from tests.inference.openai_server import shared_sphinx
-from tests.inference.test_asr_contract import load
-from tests.inference.test_asr_worker import EdgeSession, finals, publish
-from tests.inference.test_responder import running as running_responder
+from tests.inference.kafka_helpers import NODE, Turns, ended
+from tests.inference.recordings import load
+from tests.inference.workers import EdgeSession, finals, publish, running_asr, running_responder
+from tests.metrics import histogram_is_whole, scrape
 
 pytestmark = pytest.mark.integration
-
-
-async def scrape(port: int) -> dict[str, float]:
-    """The samples of /metrics by name (labels included), after checking the exposition format's headers."""
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as resp:
-        assert resp.status == 200 and resp.headers["Content-Type"] == CONTENT_TYPE
-        text = await resp.text()
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
-
-
-def histogram_is_whole(samples: dict[str, float], name: str) -> None:
-    buckets = [v for k, v in samples.items() if k.startswith(f"{name}_bucket")]
-    assert buckets == sorted(buckets) and buckets[-1] == samples[f"{name}_count"] >= 1, buckets
-    assert samples[f"{name}_sum"] > 0
 
 
 async def records_on(topics, *names: str) -> int:
@@ -56,27 +32,10 @@ async def records_on(topics, *names: str) -> int:
         await consumer.stop()
 
 
-@asynccontextmanager
-async def running_asr(topics, port: int):
-    await topics.create_all((NODE,))
-    settings = AsrSettings(kafka_bootstrap=topics.settings.kafka_bootstrap, topic_prefix=topics.prefix,
-                           asr_group_id=f"asr-{uuid.uuid4().hex[:8]}", asr_metrics_port=port)
-    worker = AsrWorker(settings, engine=shared_sphinx())
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(worker.run(stop, ready))
-    await asyncio.wait_for(ready.wait(), 30)
-    try:
-        async with Producer(topics) as producer, watching(topics, TRANSCRIPTS.name) as transcripts:
-            yield worker, producer, transcripts
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-
-
 async def test_asr_worker_counts_what_it_consumed_produced_and_dead_lettered(topics, speech_dir):
     port = free_port()
     session = EdgeSession(load(speech_dir / "misc" / "goforward.wav"))
-    async with running_asr(topics, port) as (worker, producer, transcripts):
+    async with running_asr(topics, asr_metrics_port=port) as (worker, producer, transcripts):
         await publish(producer, session)
         # Last, on the session's audio partition: once it is dead-lettered, every frame before it was consumed.
         await producer.send_raw(AUDIO.name, b"VBAF but not really a frame", key=session.session_id.encode())

@@ -2,46 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from contextlib import asynccontextmanager
-
 import numpy as np
 import pytest
 
 from inference.engines.openai_compat import OpenAiLlm
-from inference.responder import Responder
-from inference.settings import ResponderSettings
 from schemas.conversation import BargeIn
-from schemas.topics import DLQ, TELEMETRY, TURNS, replies_topic
+from schemas.topics import DLQ, TELEMETRY, TURNS
 from tests.inference.conftest import endpoint
-from tests.inference.kafka_helpers import NODE, Producer, Turns, ended, watching
+from tests.inference.kafka_helpers import Turns, ended, watching
 from tests.inference.openai_server import Fault
+from tests.inference.workers import running_responder
 
 pytestmark = pytest.mark.integration
 
-REPLY_TOPIC = replies_topic(NODE)
 STORY = "tell me a story"
-
-
-def settings_for(topics, **kw) -> ResponderSettings:
-    return ResponderSettings(kafka_bootstrap=topics.settings.kafka_bootstrap, topic_prefix=topics.prefix,
-                             responder_group_id=f"responder-{uuid.uuid4().hex[:8]}", **kw)
-
-
-@asynccontextmanager
-async def running(topics, llm=None, **kw):
-    await topics.create_all((NODE,))
-    responder = Responder(settings_for(topics, **kw), llm=llm)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(responder.run(stop, ready))
-    await asyncio.wait_for(ready.wait(), 30)
-    try:
-        async with Producer(topics) as producer, watching(topics, REPLY_TOPIC) as edge:
-            yield responder, producer, edge
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 def chunks_of(events, turn_id):
@@ -50,7 +24,7 @@ def chunks_of(events, turn_id):
 
 async def test_committed_turn_gets_reply_audio_in_order_ending_with_reply_ended(topics):
     turns = Turns()
-    async with running(topics) as (responder, producer, edge), watching(topics, TELEMETRY.name) as telemetry:
+    async with running_responder(topics) as (responder, producer, edge), watching(topics, TELEMETRY.name) as telemetry:
         await producer.send(TURNS.name, turns.committed("t1", "what is seven times six"))
         events = edge.of("t1") if await edge.until(ended("t1")) else []
         await telemetry.until(lambda ev: len(ev) >= 2)
@@ -69,7 +43,7 @@ async def test_committed_turn_gets_reply_audio_in_order_ending_with_reply_ended(
 
 async def test_cancel_mid_reply_stops_the_stream(topics):
     turns = Turns()
-    async with running(topics, responder_max_lead_ms=400) as (responder, producer, edge):
+    async with running_responder(topics, responder_max_lead_ms=400) as (responder, producer, edge):
         await producer.send(TURNS.name, turns.committed("t1", STORY))
         await edge.until(lambda ev: len(chunks_of(ev, "t1")) >= 3)
         await producer.send(TURNS.name, turns.cancelled("t1", "barge_in"))
@@ -86,7 +60,7 @@ async def test_cancel_mid_reply_stops_the_stream(topics):
 
 async def test_withdrawn_speculative_reply_never_reaches_the_edge(topics):
     turns = Turns()
-    async with running(topics, responder_max_lead_ms=1000) as (responder, producer, edge):
+    async with running_responder(topics, responder_max_lead_ms=1000) as (responder, producer, edge):
         await producer.send(TURNS.name, turns.speculative("t1", STORY))
         await responder.wait_for(lambda r: r.held_audio_ms("t1") >= 1000, 20)
         await producer.send(TURNS.name, turns.cancelled("t1", "withdrawn"))
@@ -101,7 +75,7 @@ async def test_withdrawn_speculative_reply_never_reaches_the_edge(topics):
 
 async def test_speculative_reply_is_released_on_commit(topics):
     turns = Turns()
-    async with running(topics) as (responder, producer, edge):
+    async with running_responder(topics) as (responder, producer, edge):
         await producer.send(TURNS.name, turns.speculative("t1", "what is seven times six"))
         await responder.wait_for(lambda r: r.held_audio_ms("t1") > 1000, 20)
         assert edge.events == []
@@ -113,7 +87,7 @@ async def test_speculative_reply_is_released_on_commit(topics):
 
 async def test_commit_with_other_text_replaces_the_speculative_reply(topics):
     turns = Turns()
-    async with running(topics) as (responder, producer, edge):
+    async with running_responder(topics) as (responder, producer, edge):
         await producer.send(TURNS.name, turns.speculative("t1", "what is seven times"))
         await responder.wait_for(lambda r: r.stats.speculative == 1, 20)
         await producer.send(TURNS.name, turns.committed("t1", "what is seven times six"))
@@ -125,7 +99,7 @@ async def test_commit_with_other_text_replaces_the_speculative_reply(topics):
 
 async def test_history_keeps_only_what_was_heard(topics):
     turns = Turns()
-    async with running(topics, responder_max_lead_ms=500) as (responder, producer, edge):
+    async with running_responder(topics, responder_max_lead_ms=500) as (responder, producer, edge):
         await producer.send(TURNS.name, turns.committed("t1", STORY))
         await edge.until(lambda ev: len(chunks_of(ev, "t1")) >= 9)
         barge = BargeIn(turn_id="t1", played_ms=1500, **{k: v for k, v in turns._base().items()})
@@ -143,7 +117,7 @@ async def test_bad_input_gives_clear_events_and_nothing_sticks(topics, openai_se
     turns, lost = Turns(), Turns(node_id="edge-nowhere")
     openai_server.behaviour.faults = [Fault(500)] * 3 + [Fault(400)]
     llm = OpenAiLlm(endpoint(openai_server, retries=2))
-    async with running(topics, llm=llm, responder_node_timeout_s=1.0) as (responder, producer, edge), \
+    async with running_responder(topics, llm=llm, responder_node_timeout_s=1.0) as (responder, producer, edge), \
             watching(topics, DLQ.name) as dlq:
         await producer.send_raw(TURNS.name, b"{not json", key=turns.session_id.encode())
         await producer.send(TURNS.name, lost.committed("t0", "hello"))
@@ -164,7 +138,7 @@ async def test_bad_input_gives_clear_events_and_nothing_sticks(topics, openai_se
 
 async def test_redelivered_turn_is_answered_once(topics):
     turns = Turns()
-    async with running(topics) as (responder, producer, edge):
+    async with running_responder(topics) as (responder, producer, edge):
         await producer.send(TURNS.name, turns.committed("t1", "hello"), turns.committed("t1", "hello"))
         await edge.until(ended("t1"))
         await producer.send(TURNS.name, turns.committed("t1", "hello"), turns.committed("t2", "thank you"))
@@ -175,7 +149,7 @@ async def test_redelivered_turn_is_answered_once(topics):
 
 async def test_new_committed_turn_supersedes_the_reply_in_progress(topics):
     turns = Turns()
-    async with running(topics, responder_max_lead_ms=300) as (_, producer, edge):
+    async with running_responder(topics, responder_max_lead_ms=300) as (_, producer, edge):
         await producer.send(TURNS.name, turns.committed("t1", STORY))
         await edge.until(lambda ev: len(chunks_of(ev, "t1")) >= 2)
         await producer.send(TURNS.name, turns.committed("t2", "hello"))

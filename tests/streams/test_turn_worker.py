@@ -36,6 +36,8 @@ from schemas.topics import (
 )
 from streams.turns.core import SOURCES, Context, initial, step
 from streams.turns.policy import Policy
+from tests.conftest import free_port
+from tests.metrics import histogram_is_whole, scrape
 
 pytestmark = pytest.mark.integration
 
@@ -286,3 +288,23 @@ async def test_crash_mid_turn_restores_the_table_and_commits_once(topics: Any, t
             await out.drain(second)
     # Turn 2's first words were only in the restored table; the turn ids continue from it; nothing twice.
     assert out.committed(S1) == [(f"{S1}-1", "hello there"), (f"{S1}-2", "i would like to book a table")]
+
+
+async def test_turn_processor_serves_metrics(topics: Any, tmp_path: Path) -> None:
+    await topics.create_all()
+    port = free_port()
+    script = Conversation(S1).say(500, 1500, "hello there").wait(2500)
+    # The junk goes first on S1's VAD partition: the turn cannot be committed before it was dead-lettered.
+    await produce(topics.settings, script.events, raw=[(VAD.name, b"{not json")])
+    worker = Worker(topics, tmp_path, "metrics")
+    worker.env["VOICEBUS_TURN_METRICS_PORT"] = str(port)
+    with worker:
+        async with Outputs(topics.settings) as out:
+            await out.until(lambda o: o.committed(S1) == [(f"{S1}-1", "hello there")], worker)
+            samples = await scrape(port)
+    assert samples["voicebus_streams_dead_letters_total"] == 1
+    assert samples["voicebus_streams_events_in_total"] >= 2
+    assert samples["voicebus_streams_events_out_total"] >= len(out.turns) + len(out.stamps) >= 1
+    assert samples["voicebus_streams_sessions"] == 1
+    assert samples["voicebus_streams_consumer_lag"] >= 0
+    histogram_is_whole(samples, "voicebus_streams_processing_ms")

@@ -6,6 +6,7 @@ import asyncio
 import time
 from contextlib import asynccontextmanager
 
+import aiohttp
 import numpy as np
 import pytest
 from aiokafka import TopicPartition
@@ -15,6 +16,8 @@ from runtime.kafka import make_consumer, make_producer
 from schemas.topics import SESSIONS, TELEMETRY, TURNS
 from streams.telemetry.settings import TelemetrySettings
 from streams.telemetry.sink import TelemetrySink
+from tests.conftest import free_port
+from tests.metrics import histogram_is_whole, scrape
 from tests.streams.telemetry.synthetic import MS, make_turns, session_events
 
 pytestmark = pytest.mark.integration
@@ -154,3 +157,28 @@ async def test_clickhouse_failure_pauses_then_resumes_without_loss(topics, chdb_
     check_turns(chdb_dsn)
     check_counts(chdb_dsn)
     assert await committed_offsets(settings) == rows
+
+
+async def test_sink_serves_metrics_beside_its_queries(topics, chdb_dsn):
+    await topics.create_all()
+    port = free_port()
+    settings = settings_for(topics, chdb_dsn).model_copy(update={"telemetry_query_port": port})
+    events = await produce(topics)  # one row each
+    producer = make_producer(topics.settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.name(TELEMETRY.name), b"{not json", key=b"junk")
+    finally:
+        await producer.stop()
+    async with running(settings) as sink:
+        await sink.wait_for(lambda s: s.rows_written >= events and sink.metrics.dead_letters.value >= 1, 30)
+        samples = await scrape(port)
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/health") as resp:
+            assert resp.status == 200 and (await resp.json())["ok"]
+    assert samples["voicebus_telemetry_events_in_total"] == events + 1
+    assert samples["voicebus_telemetry_dead_letters_total"] == 1
+    assert samples["voicebus_telemetry_events_out_total"] == events  # rows written
+    assert samples["voicebus_telemetry_pending_rows"] == 0 and samples["voicebus_telemetry_paused"] == 0
+    assert samples["voicebus_telemetry_consumer_lag"] == 0
+    histogram_is_whole(samples, "voicebus_telemetry_processing_ms")
+    histogram_is_whole(samples, "voicebus_telemetry_write_ms")
