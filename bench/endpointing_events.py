@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.audio import FRAME_MS
 from schemas.base import Event, Stamper
 from schemas.conversation import TranscriptFinal, TranscriptPartial
 from schemas.edge import (
@@ -26,7 +27,6 @@ from schemas.edge import (
 )
 
 MS = 1_000_000
-FRAME_MS = 20
 WALL0_NS = 1_700_000_000_000_000_000  # the session's wall clock at media time 0
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.kafka_floor import measure_hop
-from bench.simulate import SPEECH, Script, Utterance, converse, describe, pct, server_turns, summarize
+from bench.simulate import SPEECH, Script, converse, describe, pct, server_turns, summarize
+from bench.utterances import Utterance
 from ingest.ice import use_host_addresses
 from runtime.settings import CommonSettings
 

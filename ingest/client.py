@@ -25,7 +25,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from ingest.audio import RTP_TICKS_PER_FRAME, OpusDecoder
 from ingest.playout import OpusPacketizer, silence_packet
-from ingest.rtp_tap import tap_receiver
+from ingest.rtp_tap import drain, tap_receiver
 from runtime.pcm import Resampler, read_wav
 from schemas.audio import FRAME_SAMPLES, RATE
 
@@ -221,7 +221,7 @@ class EdgeClient:
             # Packets are taken as they arrive (no 80 ms aiortc buffer between the edge and what we measure).
             receiver = next(t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track)
             tap_receiver(receiver, self._on_packet, lambda ntp, ts: None)
-            self._tasks.append(asyncio.ensure_future(self._drain(track)))
+            self._tasks.append(asyncio.ensure_future(drain(track)))
 
         @self.pc.on("connectionstatechange")
         def on_state() -> None:
@@ -259,13 +259,6 @@ class EdgeClient:
         self.mic.heard(pcm16)
         rms = float(np.sqrt(np.mean(pcm16.astype(np.float32) ** 2))) if len(pcm16) else 0.0
         self.hearing.add(arrival_ns / 1e9, rms > LOUD_RMS)
-
-    async def _drain(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                await track.recv()
-        except MediaStreamError:
-            return
 
     async def close(self, delete: bool = True) -> None:
         if delete and self.session_id:

@@ -16,6 +16,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from ingest.audio import RTP_TICKS_PER_FRAME
+from schemas.audio import NS_PER_FRAME
+
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
 SPECULATIVE_SLOTS = 3  # slots concealed past the newest packet before waiting for the sender to resume
@@ -39,7 +42,7 @@ def unwrap(value: int, reference: int, modulus: int) -> int:
 
 
 class AdaptiveJitterBuffer:
-    def __init__(self, frame_ns: int = 20_000_000, ticks_per_frame: int = 960, min_wait_ms: float = 10.0,
+    def __init__(self, frame_ns: int = NS_PER_FRAME, ticks_per_frame: int = RTP_TICKS_PER_FRAME, min_wait_ms: float = 10.0,
                  max_wait_ms: float = 120.0, margin_ms: float = 5.0, window: int = 100,
                  quantile: float = 0.95) -> None:
         self.frame_ns, self.ticks_per_frame = frame_ns, ticks_per_frame

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 
 from ingest.echo_guard import EchoGuard
 from ingest.engines import build_audio_processing
@@ -21,7 +21,7 @@ from ingest.inbound import Inbound, ProcessedFrame
 from ingest.metrics import Metrics
 from ingest.playout import PlayoutTrack
 from ingest.publisher import Publisher
-from ingest.rtp_tap import tap_receiver
+from ingest.rtp_tap import drain, tap_receiver
 from ingest.settings import IngestSettings
 from ingest.speech import Decision, Progress, Segmenter, SpeechStart, SpeechStop, VadParams
 from schemas.audio import FLAG_CONCEALED, FLAG_VOICED, RATE, AudioFrame
@@ -141,7 +141,7 @@ class EdgeSession:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "audio":
-            self._spawn(self._drain(track))  # never leave a remote track unread: its queue grows forever
+            self._spawn(drain(track))  # never leave a remote track unread: its queue grows forever
             return
         self._audio_tracks += 1
         if self._audio_tracks == 1:
@@ -149,14 +149,7 @@ class EdgeSession:
             tap_receiver(receiver, self.inbound.on_packet, self.inbound.on_sender_report)
         # The tapped track gets no frames (they go through our buffer); a second microphone track is read and
         # dropped. Either way reading it also tells us when it ends.
-        self._spawn(self._drain(track))
-
-    async def _drain(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                await track.recv()
-        except MediaStreamError:
-            return
+        self._spawn(drain(track))
 
     def _on_datachannel(self, channel: Any) -> None:
         self._channel = channel

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiortc import RTCRtpReceiver
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtcpSrPacket
 
 PacketCallback = Callable[[int, int, bytes, int], None]  # (seq, rtp timestamp, payload, arrival ns)
@@ -67,3 +68,13 @@ def tap_receiver(receiver: RTCRtpReceiver, on_packet: PacketCallback, on_sender_
             on_sender_report(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp)
 
     receiver._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+
+
+async def drain(track: MediaStreamTrack) -> None:
+    """Read a remote track until it ends. A tapped track gets no frames, but reading it is how its end is seen,
+    and a remote track left unread grows its queue forever."""
+    try:
+        while True:
+            await track.recv()
+    except MediaStreamError:
+        return

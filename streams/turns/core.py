@@ -236,12 +236,23 @@ class _Step:
     def session_ending(self) -> None:
         """The person left. What they said before still counts: a turn whose words are still being recognised
         is judged when they come (the ASR sends a final for every utterance, also at a session's end), then the
-        session ends. An utterance cut off by the end (no SpeechStopped) is not a turn."""
+        session ends. An utterance cut off by the end (no SpeechStopped) is not a turn. The reply in flight is
+        cancelled at once: nobody is left to hear it, whatever the recogniser still has to say."""
         turn = self.s.turn
         if turn is not None and turn.last.end_ns is None:
             rest = turn.segments[:-1]
             self.set(turn=turn.model_copy(update={"segments": rest}) if rest else None)
+        self.end_reply()
         self.set(ending=True, speaking=False)
+
+    def end_reply(self) -> None:
+        s = self.s
+        if s.reply is not None:
+            self.emit(TurnCancelled, s.reply, reason="session_ended")
+            self.emit(TurnEnded, s.reply, outcome="cancelled")
+        if s.interruption is not None:
+            self.emit(TurnEnded, s.interruption.turn_id, outcome="interrupted")
+        self.set(reply=None, interruption=None)
 
     def words_due(self, turn: OpenTurn) -> bool:
         return any(not any(f.end_ns > seg.start_ns for f in self.finals_of(turn, i))
@@ -252,11 +263,7 @@ class _Step:
         if s.turn is not None and s.turn.speculative_ns is not None:
             self.emit(TurnCancelled, s.turn_id(), reason="session_ended")
             self.emit(TurnEnded, s.turn_id(), outcome="cancelled")
-        if s.reply is not None:
-            self.emit(TurnCancelled, s.reply, reason="session_ended")
-            self.emit(TurnEnded, s.reply, outcome="cancelled")
-        if s.interruption is not None:
-            self.emit(TurnEnded, s.interruption.turn_id, outcome="interrupted")
+        self.end_reply()  # a turn committed while the session was ending
         # The state stays (small) so that redelivered events of the session are still recognised.
         self.set(ended=True, ending=False, speaking=False, turn=None, finals=(), reply=None, interruption=None)
 

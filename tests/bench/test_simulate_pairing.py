@@ -9,16 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.simulate import (
-    Script,
-    Utterance,
-    explain,
-    label_span,
-    recording,
-    render_table,
-    settle,
-    summarize,
-)
+from bench.simulate import Script, render_table, summarize
+from bench.utterances import Utterance, explain, label_span, recording, settle
 from ingest.client import Hearing, Told
 from tests.conftest import SPEECH
 

@@ -8,7 +8,8 @@ import signal
 
 import pytest
 
-from bench.simulate import Script, Utterance, converse
+from bench.simulate import Script, converse
+from bench.utterances import Utterance
 from streams.telemetry.backend import open_backend
 from streams.telemetry.queries import WATERFALL
 from streams.telemetry.settings import TelemetrySettings

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tests.conftest as root
-from bench.simulate import recording
+from bench.utterances import recording
 from ingest.client import Clip, EdgeClient, Told
 from ingest.server import running_edge
 from schemas.conversation import ReplyAudioChunk, ReplyCancelled, ReplyEnded

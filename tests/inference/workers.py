@@ -12,14 +12,13 @@ import numpy as np
 from inference.asr_worker import AsrWorker
 from inference.responder import Responder
 from inference.settings import AsrSettings, ResponderSettings
-from schemas.audio import FLAG_VOICED, AudioFrame
+from schemas.audio import FLAG_VOICED, NS_PER_FRAME, AudioFrame
 from schemas.base import new_session_id
 from schemas.edge import SessionEnded, SpeechStarted, SpeechStopped
 from schemas.topics import AUDIO, TRANSCRIPTS, VAD, replies_topic
 from tests.inference.kafka_helpers import NODE, Producer, watching
 from tests.inference.openai_server import shared_sphinx
 
-FRAME_NS = 20_000_000
 REPLY_TOPIC = replies_topic(NODE)
 MS = 1_000_000
 
@@ -38,7 +37,7 @@ class EdgeSession:
         self.session_id = session_id or new_session_id()
         self.pcm = pcm + bytes(640 * 30)  # 600 ms of silence after the clip
         first, last = speech_span(pcm)
-        self.start_ns, self.end_ns = first * FRAME_NS, last * FRAME_NS
+        self.start_ns, self.end_ns = first * NS_PER_FRAME, last * NS_PER_FRAME
         self.seq = 0
 
     def _base(self, media_ns: int) -> dict:
@@ -49,7 +48,7 @@ class EdgeSession:
     def frames(self) -> list[AudioFrame]:
         out = []
         for i in range(len(self.pcm) // 640):
-            media = i * FRAME_NS
+            media = i * NS_PER_FRAME
             voiced = FLAG_VOICED if self.start_ns <= media <= self.end_ns else 0
             out.append(AudioFrame(self.session_id, i, time.time_ns(), media, 16000,
                                   self.pcm[i * 640:(i + 1) * 640], voiced))

@@ -220,3 +220,13 @@ def test_a_past_pause_ends_when_the_next_speech_was_announced_not_where_it_is_da
         c.final(1960, 2600, "we met")
     committed = [[r for r in turns(run(c.wait(5000).events)[1]) if r[0] == "turn_committed"] for c in (late, on_time)]
     assert committed[0] == committed[1] == [("turn_committed", "1", "in a group"), ("turn_committed", "2", "we met")]
+
+
+def test_the_reply_in_flight_is_cancelled_when_the_person_leaves_even_with_words_due() -> None:
+    c = conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
+    c.say(3000, 3800, None).wait(3900).end()  # hangs up; the recogniser has not finished "bye"
+    _, decisions = run(c.events)
+    assert turns(decisions)[-2:] == [("turn_cancelled", "1", "session_ended"), ("turn_ended", "1", "cancelled")]
+    c.final(3000, 3800, "bye")
+    _, decisions = run(c.events)
+    assert [r for r in turns(decisions) if r[0] == "turn_committed"][-1] == ("turn_committed", "2", "bye")

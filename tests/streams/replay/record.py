@@ -48,11 +48,11 @@ from runtime.broker import LocalKafka
 from runtime.kafka import make_consumer
 from runtime.provisioning import create_topics
 from runtime.settings import CommonSettings, KafkaBrokerSettings
-from schemas.audio import FLAG_CONCEALED, decode_frame
+from schemas.audio import FLAG_CONCEALED, RATE, decode_frame
 from schemas.base import Event
 from schemas.conversation import TranscriptFinal
 from schemas.edge import PlayoutInterrupted, PlayoutStarted, SessionEnded, SpeechStarted, SpeechStopped
-from schemas.topics import spec_for
+from schemas.topics import AUDIO, spec_for
 from tests.conftest import free_port
 from tests.e2e.conftest import wait_healthy
 from tests.streams.replay import (
@@ -64,63 +64,19 @@ from tests.streams.replay import (
     RECORDINGS,
     SPEECH,
     TAIL_MS,
-    TELEPHONE,
     TOPICS,
     Recording,
     fingerprint,
     write_fixture,
 )
+from tests.streams.replay.telephone import telephone
 from voicebus.supervisor import Child, UpSettings, supervise
 
 NODE = "edge-replay"
-RATE = 16_000
 QUIET_S = 1.0  # the agent quiet this long (after the tail) before the caller hangs up
 MAX_TAIL_S = 25.0
 COMPLETE_TIMEOUT_S = 30.0  # after hanging up: until every utterance has its final
 STAGGER_S = 1.5  # the first callers start this far apart
-AUDIO = "voice.audio"
-
-
-# -- the telephone variant ---------------------------------------------------------------------------------------
-
-
-def _band_limit(x: np.ndarray, rate: int, lo: float, hi: float) -> np.ndarray:
-    """Zero-phase band pass by FFT, with 100 Hz raised-cosine edges (a brick wall rings)."""
-    spectrum = np.fft.rfft(x)
-    f = np.fft.rfftfreq(len(x), 1 / rate)
-    edge = 100.0
-    gain = np.clip(np.minimum((f - (lo - edge)) / edge, ((hi + edge) - f) / edge), 0, 1)
-    gain = 0.5 - 0.5 * np.cos(np.pi * gain)
-    return np.fft.irfft(spectrum * gain, len(x))
-
-
-def _mulaw_encode(x: np.ndarray) -> np.ndarray:
-    """G.711 mu-law (as the reference g711.c: 14-bit magnitude, segments), int16 in, one byte out."""
-    v = x.astype(np.int32) >> 2
-    mask = np.where(v < 0, 0x7F, 0xFF)
-    v = np.minimum(np.abs(v), 8159) + 33
-    seg = np.maximum(np.floor(np.log2(v)).astype(np.int32) - 5, 0)
-    u = np.where(seg >= 8, 0x7F, (np.minimum(seg, 7) << 4) | ((v >> (np.minimum(seg, 7) + 1)) & 0x0F))
-    return (u ^ mask).astype(np.uint8)
-
-
-def _mulaw_decode(u: np.ndarray) -> np.ndarray:
-    u = ~u.astype(np.int32) & 0xFF
-    sign, exponent, mantissa = u & 0x80, (u >> 4) & 0x07, u & 0x0F
-    mag = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(sign != 0, -mag, mag).astype(np.int16)
-
-
-def telephone(pcm: np.ndarray) -> np.ndarray:
-    """16 kHz int16 -> band-limited 300-3400 Hz -> 8 kHz G.711 mu-law and back -> 16 kHz int16."""
-    lo, hi = TELEPHONE["band_hz"]
-    n = len(pcm) - len(pcm) % 2
-    narrow = _band_limit(pcm[:n].astype(np.float64), RATE, lo, hi)
-    at8k = np.clip(np.round(narrow[::2]), -32768, 32767).astype(np.int16)  # nothing above 4 kHz left to alias
-    line = _mulaw_decode(_mulaw_encode(at8k)).astype(np.float64)
-    spectrum = np.fft.rfft(line)
-    up = np.fft.irfft(np.concatenate([spectrum, np.zeros(n // 2 + 1 - len(spectrum))]), n) * 2
-    return np.clip(np.round(up), -32768, 32767).astype(np.int16)
 
 
 def audio_of(rec: Recording) -> np.ndarray:
@@ -178,7 +134,7 @@ class Tap:
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event) -> None:
         s = self.settings
-        consumer = make_consumer(s, *(s.topic(t) for t in (*TOPICS, AUDIO)), group_id=None, fetch_max_wait_ms=20)
+        consumer = make_consumer(s, *(s.topic(t) for t in (*TOPICS, AUDIO.name)), group_id=None, fetch_max_wait_ms=20)
         await consumer.start()
         ready.set()
         try:
@@ -186,7 +142,7 @@ class Tap:
                 batch = await consumer.getmany(timeout_ms=100)
                 for tp, records in batch.items():
                     topic = tp.topic.removeprefix(s.topic_prefix)
-                    if topic == AUDIO:
+                    if topic == AUDIO.name:
                         for record in records:
                             frame = decode_frame(record.value)
                             log = self.sessions.setdefault(frame.session_id, SessionLog())
