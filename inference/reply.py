@@ -62,6 +62,7 @@ class ReplyJob:
     _released: asyncio.Event = field(default_factory=asyncio.Event)
     _t0: float = 0.0  # monotonic time the reply became playable: the pacing clock
     _sentences: list[Spoken] = field(default_factory=list)
+    _releasing: bool = False
     _task: asyncio.Task[None] | None = None
 
     @property
@@ -70,7 +71,8 @@ class ReplyJob:
 
     @property
     def released(self) -> bool:
-        return not self.held
+        """Committed (never held, or its release has begun): the edge may hold its audio."""
+        return not self.held or self._releasing
 
     def start(self) -> asyncio.Task[None]:
         if not self.held:
@@ -80,13 +82,16 @@ class ReplyJob:
         return self._task
 
     async def release(self, exchange: Exchange) -> None:
-        """The turn was committed: send what was held, then stream on."""
-        self.held, self.exchange = False, exchange
+        """The turn was committed: send what was held, then stream on. The reply stays held until everything held
+        is out, so nothing it makes meanwhile (the rest of the audio, its end) overtakes the held chunks."""
+        self._releasing, self.exchange = True, exchange
         exchange.sentences.extend(self._sentences)
         self._t0 = time.monotonic()
-        pending, self._pending = self._pending, []
-        for event in pending:
-            await self._out(event)
+        while self._pending:
+            pending, self._pending = self._pending, []
+            for event in pending:
+                await self._out(event)
+        self.held = False  # no await since the queue was found empty: nothing can slip in between
         self._released.set()
 
     async def stop(self) -> None:
