@@ -14,16 +14,16 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from ingest.echo_guard import EchoGuard
 from ingest.engines import build_audio_processing
 from ingest.engines.vad import VadEngine
 from ingest.inbound import Inbound, ProcessedFrame
 from ingest.metrics import Metrics
+from ingest.near_end import NearEnd
 from ingest.playout import PlayoutTrack
 from ingest.publisher import Publisher
 from ingest.rtp_tap import drain, tap_receiver
 from ingest.settings import IngestSettings
-from ingest.speech import Decision, Progress, Segmenter, SpeechStart, SpeechStop, VadParams
+from ingest.speech import Decision, Progress, SpeechStart, SpeechStop, VadParams
 from schemas.audio import FLAG_CONCEALED, FLAG_VOICED, RATE, AudioFrame
 from schemas.base import Envelope, Event, Stamper
 from schemas.conversation import ReplyAudioChunk, ReplyCancelled, ReplyEnded, ReplyText
@@ -79,28 +79,13 @@ class EdgeSession:
         echo, ns = build_audio_processing(settings.aec, settings.noise_suppression)
         params = VadParams(threshold=settings.vad_threshold, min_speech_ms=settings.vad_min_speech_ms,
                            min_silence_ms=settings.vad_min_silence_ms)
-        self.inbound = Inbound(vad.stream(), Segmenter(params), self._on_frame, echo, ns,
-                               settings.jitter_max_wait_ms, raw_vad=vad.stream if echo else None,
-                               raw_speech=self._raw_speech_started)
-        self._guard = EchoGuard() if echo else None
-        self._echo_speech = False  # the current "speech" is the agent's own voice: not published
-        self.playout = PlayoutTrack(self, self._far_end(echo), settings.opus_bitrate,
-                                    on_sent=self._frame_sent)
+        near_end = NearEnd(vad, params, echo, ns)
+        self.inbound = Inbound(near_end, self._on_frame, settings.jitter_max_wait_ms)
+        self.playout = PlayoutTrack(self, near_end.far, settings.opus_bitrate, on_sent=self._frame_sent)
         servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
                    for s in settings.ice_servers]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
         self._audio_tracks = 0
-
-    def _far_end(self, echo: Any) -> Callable[[np.ndarray], None] | None:
-        if echo is None or self._guard is None:
-            return None
-        guard = self._guard
-
-        def reference(pcm: np.ndarray) -> None:
-            echo.far_end(pcm)
-            guard.far(pcm)
-
-        return reference
 
     # -- signaling --
 
@@ -179,7 +164,7 @@ class EdgeSession:
 
     # -- inbound media --
 
-    def _on_frame(self, frame: ProcessedFrame, decisions: list[Decision]) -> None:
+    def _on_frame(self, frame: ProcessedFrame, decisions: list[Decision], barge_in: SpeechStart | None) -> None:
         self.metrics.frames_in.inc()
         self.metrics.frames_concealed.inc(frame.concealed)
         if self.inbound.clock.synced and not frame.concealed:
@@ -188,21 +173,15 @@ class EdgeSession:
         audio = AudioFrame(self.id, frame.index, frame.capture_ns, frame.media_ns, RATE, frame.pcm.tobytes(), flags)
         if not self._publisher.audio(audio):
             self.frames_dropped += 1
-        if self._guard is not None:
-            self._guard.near(frame.raw)
+        if barge_in is not None:
+            self._barge_in(barge_in)
         for decision in decisions:
             if isinstance(decision, SpeechStart):
-                if self.playout.playing_turn and self._guard is not None and self._guard.is_echo():
-                    self._echo_speech = True  # the reply coming back before AEC3 has converged
-                    log.info("speech start ignored: it is the reply's echo", extra={"session_id": self.id})
-                    continue
-                self._speech_started(decision)
-            elif self._echo_speech:
-                if isinstance(decision, SpeechStop):
-                    self._echo_speech = False
-                else:
-                    self._publish(VadProgress(**self._envelope(frame.media_ns), node_id=self._node, speaking=False,
-                                              probability=0.0, voiced=False))
+                self._publish(SpeechStarted(**self._envelope(), node_id=self._node,
+                                            speech_start_media_ns=decision.start_media_ns,
+                                            speech_start_wall_ns=decision.start_wall_ns,
+                                            probability=min(1.0, max(0.0, decision.probability))))
+                self._tell_page({"type": "speech", "speaking": True, "speech_start_ms": _ms(decision.start_media_ns)})
             elif isinstance(decision, SpeechStop):
                 self._last_speech_end_wall = decision.end_wall_ns
                 self._publish(SpeechStopped(**self._envelope(frame.media_ns), node_id=self._node,
@@ -216,21 +195,9 @@ class EdgeSession:
                                           speaking=decision.speaking, voiced=decision.voiced,
                                           probability=min(1.0, max(0.0, decision.probability))))
 
-    def _speech_started(self, decision: SpeechStart) -> None:
-        self._barge_in(decision)
-        self._publish(SpeechStarted(**self._envelope(), node_id=self._node,
-                                    speech_start_media_ns=decision.start_media_ns,
-                                    speech_start_wall_ns=decision.start_wall_ns,
-                                    probability=min(1.0, max(0.0, decision.probability))))
-        self._tell_page({"type": "speech", "speaking": True, "speech_start_ms": _ms(decision.start_media_ns)})
-
-    def _raw_speech_started(self, decision: SpeechStart) -> None:
-        """Speech on the raw microphone while the agent talks: the person, unless it is the reply's echo."""
-        if self.playout.playing_turn and self._guard is not None and not self._guard.is_echo():
-            self._barge_in(decision)
-
     def _barge_in(self, decision: SpeechStart) -> None:
-        # Barge-in happens here, before anything goes to Kafka: the agent is quiet from the next frame on.
+        # Barge-in happens here, before anything goes to Kafka: the agent is quiet from the next frame on. The gate
+        # (ingest/gate.py) decided it is the person and not the reply's echo.
         interrupted = self.playout.interrupt()
         if interrupted:
             turn_id, played_ms = interrupted
@@ -273,7 +240,7 @@ class EdgeSession:
         now = time.time_ns()
         self._stamp(turn_id, "reply_first_sent", now)
         self._publish(PlayoutStarted(**self._envelope(), node_id=self._node, turn_id=turn_id))
-        self.inbound.watch_raw(True)
+        self.inbound.near_end.playing(True)
         span = self._reply_spans.get(turn_id)
         self._tell_page({"type": "reply_started", "turn_id": turn_id, "media_ms": _ms(self.inbound.media_ns),
                          **(_span_ms(span) if span else {})})
@@ -284,13 +251,13 @@ class EdgeSession:
     def playout_finished(self, turn_id: str, played_ms: int) -> None:
         self._stamp(turn_id, "reply_last_sent", time.time_ns())
         self._publish(PlayoutFinished(**self._envelope(), node_id=self._node, turn_id=turn_id, played_ms=played_ms))
-        self.inbound.watch_raw(False)
+        self.inbound.near_end.playing(False)
         self._reply_spans.pop(turn_id, None)
         self._tell_page({"type": "reply_ended", "turn_id": turn_id, "played_ms": played_ms, "interrupted": False})
 
     def playout_interrupted(self, turn_id: str, played_ms: int) -> None:
         self._stamp(turn_id, "reply_last_sent", time.time_ns())
-        self.inbound.watch_raw(False)
+        self.inbound.near_end.playing(False)
         self._reply_spans.pop(turn_id, None)
         self._tell_page({"type": "reply_ended", "turn_id": turn_id, "played_ms": played_ms, "interrupted": True})
 
