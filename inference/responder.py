@@ -364,6 +364,8 @@ class Responder:
 
     def _give_up(self, event: BargeIn) -> None:
         self._paused.pop(event.turn_id, None)
+        if event.turn_id not in self._active and event.turn_id not in self._done:
+            return  # not answered here (any more: its partition moved): the edge's own window drops it
         log.info("barge-in not judged within %d ms: reply cancelled", self.settings.reply_resume_window_ms,
                  extra={"session_id": event.session_id, "turn_id": event.turn_id})
         task = asyncio.create_task(self._cancel(event.turn_id, event.session_id, event.node_id, True))
