@@ -74,6 +74,9 @@ class ResponderSettings(HttpEngineSettings):
     responder_max_lead_ms: int = Field(
         2000, ge=0, description="Reply audio sent ahead of real time at most (bounds the work a barge-in "
         "wastes; also what a speculative turn prepares before its commit). 0: no limit.")
+    reply_resume_window_ms: int = Field(
+        3000, ge=20, description="How long a reply paused by a barge-in is kept (its generation goes on) waiting "
+        "for the barge-in to prove false; then it is cancelled. The edge reads the same variable.")
     responder_history_turns: int = Field(20, ge=0, description="Past turns of a session kept for the LLM.")
     responder_max_sessions: int = Field(10000, ge=1, description="Sessions whose history a responder keeps "
                                         "(least recently used forgotten first).")

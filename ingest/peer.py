@@ -26,7 +26,7 @@ from ingest.settings import IngestSettings
 from ingest.speech import Decision, Progress, SpeechStart, SpeechStop, VadParams
 from schemas.audio import FLAG_CONCEALED, FLAG_VOICED, RATE, AudioFrame
 from schemas.base import Envelope, Event, Stamper
-from schemas.conversation import ReplyAudioChunk, ReplyCancelled, ReplyEnded, ReplyText
+from schemas.conversation import ReplyAudioChunk, ReplyCancelled, ReplyEnded, ReplyResumed, ReplyText
 from schemas.edge import (
     PlayoutFinished,
     PlayoutInterrupted,
@@ -81,7 +81,8 @@ class EdgeSession:
                            min_silence_ms=settings.vad_min_silence_ms)
         near_end = NearEnd(vad, params, echo, ns)
         self.inbound = Inbound(near_end, self._on_frame, settings.jitter_max_wait_ms)
-        self.playout = PlayoutTrack(self, near_end.far, settings.opus_bitrate, on_sent=self._frame_sent)
+        self.playout = PlayoutTrack(self, near_end.far, settings.opus_bitrate, on_sent=self._frame_sent,
+                                    resume_window_ms=settings.reply_resume_window_ms)
         servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
                    for s in settings.ice_servers]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
@@ -147,8 +148,13 @@ class EdgeSession:
           ``speech_start_ms`` and ``speech_end_ms``), as the edge's VAD heard it;
         - ``reply_started``: the first audio of turn ``turn_id``'s reply is being sent now; ``speech_start_ms``
           .. ``speech_end_ms`` is the speech it answers, ``media_ms`` the edge's media clock;
-        - ``reply_ended``: that reply is over after ``played_ms``, ``interrupted`` by the person or not;
-        - ``reply_cancelled``: the turn's reply was withdrawn (if it was playing, ``reply_ended`` came first);
+        - ``reply_paused``: the person spoke over turn ``turn_id``'s reply: it is silent from now on, after
+          ``played_ms``; it is kept for a while in case the barge-in was a cough or a door;
+        - ``reply_resumed``: it was (no words came): the paused reply plays on from where it stopped;
+        - ``reply_ended``: that reply is over after ``played_ms``; ``interrupted``: a paused reply was finally
+          dropped (the person's words made the barge-in real, a newer reply came, or no resume came in time);
+        - ``reply_cancelled``: the turn's reply was withdrawn (if it was playing or paused, ``reply_ended`` came
+          first);
         - ``reply_text``, and ``latency`` (edge-side ms from the last speech end to the reply's first audio).
         """
         if self._channel is not None and self._channel.readyState == "open":
@@ -230,6 +236,10 @@ class EdgeSession:
             self._tell_page({"type": "reply_text", "turn_id": event.turn_id, "text": event.text})
         elif isinstance(event, ReplyEnded):
             self.playout.end(event.turn_id)
+        elif isinstance(event, ReplyResumed):
+            if not self.playout.resume(event.turn_id):
+                log.info("resume of a reply not paused here: ignored",
+                         extra={"session_id": self.id, "turn_id": event.turn_id})
         elif isinstance(event, ReplyCancelled):
             span = self._reply_spans.pop(event.turn_id, None)  # before cancel(): its playout_finished drops it
             self.playout.cancel(event.turn_id)
@@ -255,9 +265,18 @@ class EdgeSession:
         self._reply_spans.pop(turn_id, None)
         self._tell_page({"type": "reply_ended", "turn_id": turn_id, "played_ms": played_ms, "interrupted": False})
 
-    def playout_interrupted(self, turn_id: str, played_ms: int) -> None:
-        self._stamp(turn_id, "reply_last_sent", time.time_ns())
+    def playout_paused(self, turn_id: str, played_ms: int) -> None:
+        self._stamp(turn_id, "reply_last_sent", time.time_ns())  # the barge-in's reaction ends here
         self.inbound.near_end.playing(False)
+        self._tell_page({"type": "reply_paused", "turn_id": turn_id, "played_ms": played_ms})
+
+    def playout_resumed(self, turn_id: str, played_ms: int) -> None:
+        self.inbound.near_end.playing(True)
+        self._tell_page({"type": "reply_resumed", "turn_id": turn_id, "played_ms": played_ms})
+        log.info("false interruption: reply resumed after %d ms", played_ms,
+                 extra={"session_id": self.id, "turn_id": turn_id})
+
+    def playout_dropped(self, turn_id: str, played_ms: int) -> None:
         self._reply_spans.pop(turn_id, None)
         self._tell_page({"type": "reply_ended", "turn_id": turn_id, "played_ms": played_ms, "interrupted": True})
 
@@ -298,7 +317,7 @@ class EdgeSession:
             return
         self._closing = True
         self.inbound.close()
-        turn = self.playout.playing_turn
+        turn = self.playout.playing_turn or self.playout.paused_turn
         if turn is not None:
             self.playout.cancel(turn)
         # The VAD's last word on the media clock, at the session end's media time: the turn processor holds a

@@ -102,7 +102,9 @@ class TurnCancelled(TurnEvent):
 
 
 class BargeIn(TurnEvent):
-    """The person interrupted the reply of ``turn_id``; only ``played_ms`` of it was heard."""
+    """The person spoke over the reply of ``turn_id``; ``played_ms`` of it was heard. The edge has paused it. With
+    false interruptions resumed, the barge-in is judged later: ``TurnCancelled`` (reason ``barge_in``) and
+    ``TurnEnded`` (``interrupted``) follow if words come, ``FalseInterruption`` if none do."""
 
     type: Literal["barge_in"] = "barge_in"
     node_id: NodeId
@@ -110,7 +112,7 @@ class BargeIn(TurnEvent):
 
 
 class FalseInterruption(TurnEvent):
-    """A barge-in with no words after it (a cough, a door): the reply may resume from ``played_ms``."""
+    """A barge-in with no words after it (a cough, a door): the reply resumes from ``played_ms``."""
 
     type: Literal["false_interruption"] = "false_interruption"
     node_id: NodeId
@@ -156,3 +158,10 @@ class ReplyEnded(TurnEvent):
 
 class ReplyCancelled(TurnEvent):
     type: Literal["reply_cancelled"] = "reply_cancelled"
+
+
+class ReplyResumed(TurnEvent):
+    """The barge-in that paused this turn's reply was a false interruption: play the rest of it from where it
+    stopped. The edge keeps a paused reply's unplayed audio for a bounded time; after that this is ignored."""
+
+    type: Literal["reply_resumed"] = "reply_resumed"

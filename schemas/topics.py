@@ -25,6 +25,7 @@ from schemas.conversation import (
     ReplyAudioChunk,
     ReplyCancelled,
     ReplyEnded,
+    ReplyResumed,
     ReplyText,
     TranscriptFinal,
     TranscriptPartial,
@@ -67,7 +68,7 @@ SessionEvent = _union(SessionStarted, SessionEnded)
 PlayoutEvent = _union(PlayoutStarted, PlayoutFinished, PlayoutInterrupted)
 TranscriptEvent = _union(TranscriptPartial, TranscriptFinal)
 TurnDecision = _union(TurnSpeculative, TurnCommitted, TurnCancelled, BargeIn, FalseInterruption, TurnEnded)
-ReplyEvent = _union(ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled)
+ReplyEvent = _union(ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, ReplyResumed)
 TelemetryEvent = StageStamped
 
 
@@ -126,8 +127,10 @@ TURN_STATE_CHANGELOG = TopicSpec(
 )
 
 REPLIES_PATTERN = "voice.replies.{node_id}"
-REPLIES = _json_topic(REPLIES_PATTERN, "reply audio, text, end and cancel for the sessions held by one edge node",
-                      "responder", ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, readers=("ingest",))
+REPLIES = _json_topic(REPLIES_PATTERN,
+                      "reply audio, text, end, cancel and resume for the sessions held by one edge node",
+                      "responder", ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, ReplyResumed,
+                      readers=("ingest",))
 
 # Topics that exist once per deployment (the per-node reply topics are made per node: replies_topic()).
 REGISTRY: tuple[TopicSpec, ...] = (AUDIO, VAD, SESSIONS, PLAYOUT, TRANSCRIPTS, TURNS, TELEMETRY, DLQ,

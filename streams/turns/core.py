@@ -218,20 +218,30 @@ class _Step:
     def words(self, f: Final) -> None:
         i = self.s.interruption
         if i is not None and self.interrupts(f, i.at_ns):
-            self.emit(TurnEnded, i.turn_id, outcome="interrupted")
-            self.set(interruption=None)
+            self.interrupted(i.turn_id)
 
     def barge_in(self, e: PlayoutInterrupted) -> None:
+        """The edge paused the reply when the person spoke over it. With false interruptions resumed, only the
+        barge-in is reported now (the responder keeps the reply): the words decide later whether it is cancelled
+        (``interrupted``) or resumes (``advance``)."""
+        if self.s.interruption is not None:
+            self.interrupted(self.s.interruption.turn_id)  # a newer reply was paused: the older one is over
         self.emit(BargeIn, e.turn_id, played_ms=e.played_ms)
-        self.emit(TurnCancelled, e.turn_id, reason="barge_in")
         # Words may already be here: the transcripts topic can be read ahead of the playout topic.
         words = any(self.interrupts(f, e.barge_in_media_ns) for f in self.s.finals)
         if self.p.resume_false_interruption and not words:
             self.set(interruption=Interruption(turn_id=e.turn_id, played_ms=e.played_ms, at_ns=e.barge_in_media_ns))
         else:
-            self.emit(TurnEnded, e.turn_id, outcome="interrupted")
+            self.interrupted(e.turn_id)
         if self.s.reply == e.turn_id:
             self.set(reply=None)
+
+    def interrupted(self, turn_id: str) -> None:
+        """The barge-in stands: stop the reply for good."""
+        self.emit(TurnCancelled, turn_id, reason="barge_in")
+        self.emit(TurnEnded, turn_id, outcome="interrupted")
+        if self.s.interruption is not None and self.s.interruption.turn_id == turn_id:
+            self.set(interruption=None)
 
     def session_ending(self) -> None:
         """The person left. What they said before still counts: a turn whose words are still being recognised
@@ -250,8 +260,8 @@ class _Step:
         if s.reply is not None:
             self.emit(TurnCancelled, s.reply, reason="session_ended")
             self.emit(TurnEnded, s.reply, outcome="cancelled")
-        if s.interruption is not None:
-            self.emit(TurnEnded, s.interruption.turn_id, outcome="interrupted")
+        if s.interruption is not None:  # the paused reply is not heard on
+            self.interrupted(s.interruption.turn_id)
         self.set(reply=None, interruption=None)
 
     def words_due(self, turn: OpenTurn) -> bool:
@@ -281,7 +291,9 @@ class _Step:
         i = self.s.interruption
         if (i is not None and self.s.now_ns >= i.at_ns + p.false_interruption_ns
                 and not self.s.speaking and self.s.turn is None):
-            # No words came and nothing the person said is still pending: a cough, a door.
+            # No words came and nothing the person said is still pending: a cough, a door. The responder has the
+            # edge resume the paused reply, so it is the reply in flight again: its PlayoutFinished completes the
+            # turn, another barge-in pauses it again. (No playout event says it resumed: nothing here waits for it.)
             self.emit(FalseInterruption, i.turn_id, played_ms=i.played_ms)
             self.set(interruption=None, reply=i.turn_id)
 

@@ -46,7 +46,8 @@ class TurnSettings(CommonSettings):
         1000, ge=0, description="A barge-in with no transcribed words this long after it is a false interruption."
     )
     turn_resume_false_interruption: bool = Field(
-        True, description="Report false interruptions so the interrupted reply may resume."
+        True, description="A barge-in is cancelled only once words make it real; without words the paused "
+        "reply resumes (a false interruption). Off: every barge-in cancels the reply at once."
     )
     turn_continuation_words: str = Field(
         DEFAULT_CONTINUATION_WORDS, description="Comma-separated words after which a turn waits longer."

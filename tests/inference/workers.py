@@ -104,9 +104,9 @@ def settings_for(topics, **kw) -> ResponderSettings:
 
 
 @asynccontextmanager
-async def running_responder(topics, llm=None, **kw):
+async def running_responder(topics, llm=None, tts=None, **kw):
     await topics.create_all((NODE,))
-    responder = Responder(settings_for(topics, **kw), llm=llm)
+    responder = Responder(settings_for(topics, **kw), llm=llm, tts=tts)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(responder.run(stop, ready))
     await asyncio.wait_for(ready.wait(), 30)

@@ -11,6 +11,7 @@ from schemas.conversation import (
     ReplyAudioChunk,
     ReplyCancelled,
     ReplyEnded,
+    ReplyResumed,
     ReplyText,
     TranscriptFinal,
     TranscriptPartial,
@@ -73,6 +74,7 @@ EVENTS: tuple[Any, ...] = (
     ReplyText(**TURN, text="It is sunny."),
     ReplyEnded(**TURN, chunks=12),
     ReplyCancelled(**TURN),
+    ReplyResumed(**TURN),
 )
 
 FRAME = AudioFrame(SESSION, 7, WALL, 140_000_000, 16000, bytes(range(256)) * 2 + b"\x00" * 128, flags=1)

@@ -60,7 +60,7 @@ def test_final_before_its_speech_stopped_still_counts() -> None:
 
 @pytest.mark.parametrize("name", [
     "speculative then withdrawn when the person resumes; the turn goes on under the next id",
-    "barge-in during a reply: cancel it, keep what was played; the words make it a real interruption",
+    "barge-in during a reply: it pauses, keeping what was played; the words make it a real interruption",
     "two turns get consecutive ids",
 ])
 def test_transcripts_read_ahead_of_the_vad(name: str) -> None:
@@ -74,8 +74,8 @@ def test_transcripts_read_ahead_of_the_vad(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", [
-    "barge-in during a reply: cancel it, keep what was played; the words make it a real interruption",
-    "false interruption: a cough with no words, the reply may resume",
+    "barge-in during a reply: it pauses, keeping what was played; the words make it a real interruption",
+    "a cough over a reply: a barge-in, then a false interruption; nothing is cancelled (the reply resumes)",
     "reply played to the end",
 ])
 def test_playout_read_ahead_of_the_vad(name: str) -> None:

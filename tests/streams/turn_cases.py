@@ -53,6 +53,22 @@ def conv() -> Conversation:
     return Conversation(SID)
 
 
+def _playout_behind(c: Conversation) -> Conversation:
+    """The playout topic read behind the transcripts: each barge-in read just after the next final transcript."""
+    out: list[Event] = []
+    held: list[Event] = []
+    for e in c.events:
+        if e.type == "playout_interrupted":
+            held.append(e)
+            continue
+        out.append(e)
+        if e.type == "transcript_final":
+            out += held
+            held = []
+    c.events = out + held
+    return c
+
+
 CASES: dict[str, tuple[Callable[[], Conversation], Policy, list[tuple[Any, ...]]]] = {
     "one turn: speculative at the pause, committed at the threshold": (
         lambda: conv().say(500, 1500, "hello there").wait(2600), DEFAULT,
@@ -100,18 +116,50 @@ CASES: dict[str, tuple[Callable[[], Conversation], Policy, list[tuple[Any, ...]]
         Policy(speculative_ns=10_000 * MS),
         [("turn_committed", "1", "hello there")],
     ),
-    "barge-in during a reply: cancel it, keep what was played; the words make it a real interruption": (
+    "barge-in during a reply: it pauses, keeping what was played; the words make it a real interruption": (
         lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
                  .say(3000, 3800, "stop please", barge_in=(f"{SID}-1", 740)).wait(4500)), DEFAULT,
         [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
          ("barge_in", "1", 740), ("turn_cancelled", "1", "barge_in"), ("turn_ended", "1", "interrupted"),
          ("turn_speculative", "2", "stop please"), ("turn_committed", "2", "stop please")],
     ),
-    "false interruption: a cough with no words, the reply may resume": (
+    # The same decisions as above; only the next turn's speculation, made from the words, comes first.
+    "words over a reply read before its barge-in (the playout topic behind): the same decisions": (
+        lambda: _playout_behind(conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1")
+                                .wait(3000).say(3000, 3800, "stop please", barge_in=(f"{SID}-1", 740)).wait(4500)),
+        DEFAULT,
+        [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
+         ("turn_speculative", "2", "stop please"),
+         ("barge_in", "1", 740), ("turn_cancelled", "1", "barge_in"), ("turn_ended", "1", "interrupted"),
+         ("turn_committed", "2", "stop please")],
+    ),
+    "a cough over a reply: a barge-in, then a false interruption; nothing is cancelled (the reply resumes)": (
         lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
                  .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(4500)), DEFAULT,
         [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
-         ("barge_in", "1", 740), ("turn_cancelled", "1", "barge_in"), ("false_interruption", "1", 740)],
+         ("barge_in", "1", 740), ("false_interruption", "1", 740)],
+    ),
+    "a cough, then the resumed reply plays to its end: completed": (
+        lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
+                 .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(6000).playout_finished(f"{SID}-1", 3800)
+                 .wait(6500)), DEFAULT,
+        [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
+         ("barge_in", "1", 740), ("false_interruption", "1", 740), ("turn_ended", "1", "completed")],
+    ),
+    "a cough, then words over the resumed reply: the second barge-in stands": (
+        lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
+                 .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(5000)
+                 .say(5000, 5800, "stop please", barge_in=(f"{SID}-1", 2400)).wait(6500)), DEFAULT,
+        [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
+         ("barge_in", "1", 740), ("false_interruption", "1", 740),
+         ("barge_in", "1", 2400), ("turn_cancelled", "1", "barge_in"), ("turn_ended", "1", "interrupted"),
+         ("turn_speculative", "2", "stop please"), ("turn_committed", "2", "stop please")],
+    ),
+    "the session ends while a barge-in waits for words: the paused reply is over": (
+        lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
+                 .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(3600).end().wait(4000)), DEFAULT,
+        [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
+         ("barge_in", "1", 740), ("turn_cancelled", "1", "barge_in"), ("turn_ended", "1", "interrupted")],
     ),
     "false interruptions off: the barge-in stands": (
         lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
