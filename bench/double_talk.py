@@ -89,9 +89,11 @@ def level(pcm: np.ndarray, dbfs: float) -> np.ndarray:
 
 
 def room(delay_ms: int, seed: int = 7) -> np.ndarray:
-    """A loudspeaker-to-microphone impulse response: the delay, the direct sound, a 150 ms decaying tail."""
+    """A loudspeaker-to-microphone impulse response: the delay, the direct sound, a 150 ms decaying tail with a
+    quarter of the direct sound's energy (a device's speaker and microphone are close: the direct path leads)."""
     rng = np.random.default_rng(seed)
-    tail = rng.standard_normal(RATE * 150 // 1000) * np.exp(-np.arange(RATE * 150 // 1000) / (RATE * 0.03)) * 0.3
+    tail = rng.standard_normal(RATE * 150 // 1000) * np.exp(-np.arange(RATE * 150 // 1000) / (RATE * 0.03))
+    tail *= 0.5 / np.sqrt((tail ** 2).sum())
     ir = np.zeros(RATE * delay_ms // 1000 + len(tail) + 1)
     ir[RATE * delay_ms // 1000] = 1.0
     ir[RATE * delay_ms // 1000 + 1:] = tail

@@ -32,6 +32,7 @@ class GateParams:
     loud_over_floor: float = 4.0  # raw microphone this many times its noise floor (12 dB): the ERLE means something
     raw_echo_match: float = 0.85  # raw microphone this correlated with what was played: the reply alone
     echo_match_sum: float = 1.25  # raw and residual correlations adding up to this: the reply passing AEC3
+    raw_alone_match: float = 0.5  # raw microphone less correlated than this: not the reply, whatever AEC3 says
     barge_in_ms: int = 40  # speech this long over the agent stops it (the reply resumes if it was no one)
 
 
@@ -68,6 +69,7 @@ class Gate:
     def __post_init__(self) -> None:
         self.speech = Segmenter(self.vad)  # what is published: the cleaned signal's speech
         self._barge: Segmenter | None = None  # speech over the agent, while a reply plays
+        self._raw: Segmenter | None = None  # speech on the raw microphone, while a reply plays
         self._echo_speech = False  # the published segmenter is in speech that is the agent's echo
         self._raw_floor = 0.0  # slow noise floor of the raw microphone
 
@@ -85,15 +87,21 @@ class Gate:
         double_talk = loud and erle_db <= p.double_talk_erle_db
         barge_in = None
         if not f.playing:
-            self._barge = None
+            self._barge = self._raw = None
         elif self._barge is None:  # a reply started: listen for the person over it
-            self._barge = Segmenter(VadParams(threshold=self.vad.threshold, hysteresis=self.vad.hysteresis,
-                                              min_speech_ms=self.params.barge_in_ms, onset_pad_ms=0,
-                                              min_silence_ms=self.vad.min_silence_ms))
-        if self._barge is not None:
+            self._barge, self._raw = self._segmenter(), self._segmenter()
+        if self._barge is not None and self._raw is not None:
             heard = max(f.clean_p, f.raw_p if f.raw_p is not None and double_talk else 0.0)
             for d in self._barge.push(f.media_ns, f.wall_ns, heard):
                 if isinstance(d, SpeechStart) and not (echo_possible and self._is_echo(echo_match())):
+                    barge_in = d
+                elif isinstance(d, SpeechStart):  # the echo: listen afresh, or a person after it goes unheard
+                    self._barge = self._segmenter()
+            # AEC3 that has had no echo to learn from (a headset, a browser that cancels its own) suppresses the
+            # person along with the echo it expects: speech on the raw microphone that is not the reply counts.
+            for d in self._raw.push(f.media_ns, f.wall_ns, f.raw_p or 0.0):
+                if (isinstance(d, SpeechStart) and barge_in is None
+                        and (not echo_possible or echo_match().raw < p.raw_alone_match)):
                     barge_in = d
         decisions = []
         for d in self.speech.push(f.media_ns, f.wall_ns, f.clean_p):
@@ -110,7 +118,15 @@ class Gate:
                     decisions.append(Progress(False, 0.0, False))
                 continue
             decisions.append(d)
+        if barge_in is not None and self._echo_speech and self.speech.speaking:
+            # The person talks over an echo that was passing AEC3: from here the speech is theirs.
+            self._echo_speech = False
+            decisions.append(barge_in)
         return GateOut(decisions, barge_in, self._echo_speech)
+
+    def _segmenter(self) -> Segmenter:
+        return Segmenter(VadParams(threshold=self.vad.threshold, hysteresis=self.vad.hysteresis, onset_pad_ms=0,
+                                   min_speech_ms=self.params.barge_in_ms, min_silence_ms=self.vad.min_silence_ms))
 
     def _is_echo(self, match: EchoMatch) -> bool:
         return match.raw >= self.params.raw_echo_match or match.raw + match.residual >= self.params.echo_match_sum
