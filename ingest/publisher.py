@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from ingest.metrics import Metrics
+from runtime.tasks import Supervisor
 from schemas.audio import AudioFrame, encode_frame
 from schemas.base import Event
 from schemas.topics import AUDIO, TYPE_HEADER, topic_of
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _Headers = list[tuple[str, bytes]] | None
 _Item = tuple[str, bytes, bytes, _Headers, int]  # topic, key, value, headers, enqueue time (perf ns)
+TASK = "kafka-publisher"
 
 
 class Publisher:
@@ -37,7 +39,7 @@ class Publisher:
         self._events: deque[_Item] = deque()
         self._audio_bound, self._event_bound = audio_bound, event_bound
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: Supervisor | None = None
         self._in_flight = 0
         self._closed = False
 
@@ -49,9 +51,10 @@ class Publisher:
     def event_depth(self) -> int:
         return len(self._events)
 
-    async def start(self) -> None:
+    async def start(self, tasks: Supervisor) -> None:
         await self._producer.start()
-        self._task = asyncio.create_task(self._run(), name="kafka-publisher")
+        self._tasks = tasks
+        tasks.start(TASK, self._run)
 
     def audio(self, frame: AudioFrame) -> bool:
         """Queue a frame for voice.audio; False if it was dropped."""
@@ -87,8 +90,8 @@ class Publisher:
         except TimeoutError:
             log.warning("kafka flush timed out with %d frames and %d events queued",
                         len(self._audio), len(self._events))
-        if self._task:
-            self._task.cancel()
+        if self._tasks is not None:
+            await self._tasks.cancel(TASK)
         await self._producer.stop()
 
     def _dropped(self, what: str, session_id: str, counter: Any) -> None:

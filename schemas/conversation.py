@@ -26,12 +26,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from schemas.base import Event, Nanos, NodeId, TurnEvent
 from schemas.upcast import Payload, upcaster
 
 Millis = Annotated[int, Field(ge=0)]
+# Ten seconds at the highest reply rate: far above a responder's chunk (200 ms), far below a Kafka message.
+MAX_REPLY_PCM_BYTES = 48_000 * 2 * 10
+
+
+def _pcm16(pcm: bytes) -> bytes:
+    # An odd byte count is not PCM16: refused here, at decode, rather than by numpy in the edge's reply loop.
+    if len(pcm) % 2:
+        raise ValueError(f"PCM16 must be an even number of bytes, got {len(pcm)}")
+    if len(pcm) > MAX_REPLY_PCM_BYTES:
+        raise ValueError(f"reply chunk of {len(pcm)} bytes is over {MAX_REPLY_PCM_BYTES}")
+    return pcm
+
+
+# In JSON the PCM is base64: the exported schema states the bound on those characters.
+Pcm16 = Annotated[bytes, AfterValidator(_pcm16),
+                  Field(json_schema_extra={"maxLength": 4 * -(-MAX_REPLY_PCM_BYTES // 3)})]
 
 
 class TranscriptPartial(Event):
@@ -134,7 +150,7 @@ class ReplyAudioChunk(TurnEvent):
     speech_end_media_ns: Nanos
     index: Annotated[int, Field(ge=0)]
     sample_rate: Literal[8000, 16000, 22050, 24000, 48000] = 16000
-    pcm: bytes
+    pcm: Pcm16
     text: str = ""
 
 

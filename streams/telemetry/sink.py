@@ -20,9 +20,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from runtime.kafka import make_consumer, make_producer
+from runtime.kafka import make_consumer, make_producer, rewind
 from runtime.metrics import Histogram, ServiceMetrics
 from runtime.service import run_until_signal
+from runtime.tasks import Supervisor
 from schemas.dlq import decode_or_dead_letter
 from schemas.topics import DLQ, SESSIONS, TELEMETRY, TURNS, spec_for
 from streams.telemetry.rows import Row, TurnDays, to_row
@@ -81,6 +82,7 @@ class TelemetrySink:
         self._batch = Batch()
         self._producer: Any = None
         self.metrics = m = SinkMetrics()
+        self.tasks = Supervisor(m, "voicebus_telemetry")
         m.gauge("voicebus_telemetry_pending_rows", "Rows waiting for their batch to be written.",
                 lambda: self._batch.count)
         m.gauge("voicebus_telemetry_paused", "1 while ClickHouse writes fail and consumption is paused.",
@@ -101,7 +103,8 @@ class TelemetrySink:
         s = self.settings
         await self.clickhouse.open()
         runner = (
-            await serve(self.clickhouse, s.telemetry_query_host, s.telemetry_query_port, self.metrics)
+            await serve(self.clickhouse, s.telemetry_query_host, s.telemetry_query_port, self.metrics,
+                        down=lambda: self.tasks.down)
             if s.telemetry_query_port
             else None
         )
@@ -114,20 +117,27 @@ class TelemetrySink:
         if ready is not None:
             ready.set()
         try:
-            while not stop.is_set():
-                await self._add(
-                    await consumer.getmany(timeout_ms=self._wait_ms(), max_records=s.telemetry_batch_rows)
-                )
-                if self._batch.due(s.telemetry_batch_rows, s.telemetry_batch_seconds):
-                    await self._flush(consumer, stop)
-            if self._batch.offsets:
-                await self._flush(consumer, stop)
+            self.tasks.start("telemetry-consumer", lambda: self._consume(consumer, stop), until=stop)
+            await self.tasks.join()
         finally:
+            await self.tasks.stop()
             await consumer.stop()
             await self._producer.stop()
             if runner is not None:
                 await runner.cleanup()
             await self.clickhouse.close()
+
+    async def _consume(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        """The sink's loop (supervised: runtime.tasks restarts it if it dies, from the first record it did not
+        add to the batch)."""
+        s = self.settings
+        await rewind(consumer, self._batch.offsets)
+        while not stop.is_set():
+            await self._add(await consumer.getmany(timeout_ms=self._wait_ms(), max_records=s.telemetry_batch_rows))
+            if self._batch.due(s.telemetry_batch_rows, s.telemetry_batch_seconds):
+                await self._flush(consumer, stop)
+        if self._batch.offsets:
+            await self._flush(consumer, stop)
 
     def _wait_ms(self) -> int:
         """Until the batch is due by age (at most 0.5 s, so a stop is noticed)."""
