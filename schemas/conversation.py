@@ -24,38 +24,19 @@ So it identifies a final by its span, applies a repeated final once, matches fin
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, Field
-
-from schemas.base import Event, Nanos, NodeId, TurnEvent
+from schemas.base import Event, TurnEvent
+from schemas.bounds import Count, MediaMs, MediaNs, Name, NodeId, Pcm16, Text
 from schemas.upcast import Payload, upcaster
-
-Millis = Annotated[int, Field(ge=0)]
-# Ten seconds at the highest reply rate: far above a responder's chunk (200 ms), far below a Kafka message.
-MAX_REPLY_PCM_BYTES = 48_000 * 2 * 10
-
-
-def _pcm16(pcm: bytes) -> bytes:
-    # An odd byte count is not PCM16: refused here, at decode, rather than by numpy in the edge's reply loop.
-    if len(pcm) % 2:
-        raise ValueError(f"PCM16 must be an even number of bytes, got {len(pcm)}")
-    if len(pcm) > MAX_REPLY_PCM_BYTES:
-        raise ValueError(f"reply chunk of {len(pcm)} bytes is over {MAX_REPLY_PCM_BYTES}")
-    return pcm
-
-
-# In JSON the PCM is base64: the exported schema states the bound on those characters.
-Pcm16 = Annotated[bytes, AfterValidator(_pcm16),
-                  Field(json_schema_extra={"maxLength": 4 * -(-MAX_REPLY_PCM_BYTES // 3)})]
 
 
 class TranscriptPartial(Event):
     type: Literal["transcript_partial"] = "transcript_partial"
-    text: str
-    start_media_ns: Nanos
-    end_media_ns: Nanos
-    engine: str = ""
+    text: Text
+    start_media_ns: MediaNs
+    end_media_ns: MediaNs
+    engine: Name = ""
 
 
 class TranscriptFinal(Event):
@@ -64,10 +45,10 @@ class TranscriptFinal(Event):
     VERSION = 2
     type: Literal["transcript_final"] = "transcript_final"
     schema_version: int = 2
-    text: str
-    start_media_ns: Nanos
-    end_media_ns: Nanos
-    engine: str = ""
+    text: Text
+    start_media_ns: MediaNs
+    end_media_ns: MediaNs
+    engine: Name = ""
 
 
 @upcaster("transcript_final", 1)
@@ -85,9 +66,9 @@ class TurnSpeculative(TurnEvent):
     type: Literal["turn_speculative"] = "turn_speculative"
     schema_version: int = 2
     node_id: NodeId
-    text: str
-    speech_start_media_ns: Nanos
-    speech_end_media_ns: Nanos
+    text: Text
+    speech_start_media_ns: MediaNs
+    speech_end_media_ns: MediaNs
 
 
 class TurnCommitted(TurnEvent):
@@ -97,9 +78,9 @@ class TurnCommitted(TurnEvent):
     type: Literal["turn_committed"] = "turn_committed"
     schema_version: int = 2
     node_id: NodeId
-    text: str
-    speech_start_media_ns: Nanos
-    speech_end_media_ns: Nanos
+    text: Text
+    speech_start_media_ns: MediaNs
+    speech_end_media_ns: MediaNs
 
 
 @upcaster("turn_speculative", 1)
@@ -122,7 +103,7 @@ class BargeIn(TurnEvent):
 
     type: Literal["barge_in"] = "barge_in"
     node_id: NodeId
-    played_ms: Millis
+    played_ms: MediaMs
 
 
 class FalseInterruption(TurnEvent):
@@ -130,7 +111,7 @@ class FalseInterruption(TurnEvent):
 
     type: Literal["false_interruption"] = "false_interruption"
     node_id: NodeId
-    played_ms: Millis
+    played_ms: MediaMs
 
 
 class TurnEnded(TurnEvent):
@@ -146,12 +127,12 @@ class ReplyAudioChunk(TurnEvent):
     VERSION = 2
     type: Literal["reply_audio_chunk"] = "reply_audio_chunk"
     schema_version: int = 2
-    speech_start_media_ns: Nanos
-    speech_end_media_ns: Nanos
-    index: Annotated[int, Field(ge=0)]
+    speech_start_media_ns: MediaNs
+    speech_end_media_ns: MediaNs
+    index: Count
     sample_rate: Literal[8000, 16000, 22050, 24000, 48000] = 16000
     pcm: Pcm16
-    text: str = ""
+    text: Text = ""
 
 
 @upcaster("reply_audio_chunk", 1)
@@ -162,12 +143,12 @@ def _reply_audio_chunk_v1(p: Payload) -> Payload:
 
 class ReplyText(TurnEvent):
     type: Literal["reply_text"] = "reply_text"
-    text: str
+    text: Text
 
 
 class ReplyEnded(TurnEvent):
     type: Literal["reply_ended"] = "reply_ended"
-    chunks: Annotated[int, Field(ge=0)]
+    chunks: Count
 
 
 class ReplyCancelled(TurnEvent):
