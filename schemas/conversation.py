@@ -91,11 +91,12 @@ def _turn_v1(p: Payload) -> Payload:
 
 
 class TurnCancelled(TurnEvent):
-    """Stop work and playout for this turn: the person resumed (withdrawn), interrupted, or left."""
+    """Stop work and playout for this turn: the person resumed (withdrawn), interrupted, or left; or the turn's
+    words did not come within the turn processor's ASR wait (asr_timeout: it is not answered)."""
 
     type: Literal["turn_cancelled"] = "turn_cancelled"
     node_id: NodeId
-    reason: Literal["withdrawn", "barge_in", "session_ended"]
+    reason: Literal["withdrawn", "barge_in", "session_ended", "asr_timeout"]
 
 
 class BargeIn(TurnEvent):
