@@ -145,7 +145,8 @@ class AsrWorker:
             await self.engine.aclose()
 
     async def _consume(self, consumer: Any, stop: asyncio.Event) -> None:
-        """The worker's loop (supervised: runtime.tasks restarts it if it dies)."""
+        """The worker's loop (supervised: runtime.tasks restarts it if it dies). Audio is short-lived state with
+        auto-committed offsets: what a dead loop's batch still held is not read again."""
         s = self.settings
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=100)
