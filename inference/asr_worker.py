@@ -25,6 +25,7 @@ from inference.settings import AsrSettings
 from runtime.kafka import make_consumer, make_producer
 from runtime.metrics import ServiceMetrics, serve_metrics, stop_serving
 from runtime.service import run_until_signal
+from runtime.tasks import Supervisor
 from schemas.audio import AudioFrame
 from schemas.base import Envelope, Stamper
 from schemas.conversation import TranscriptFinal, TranscriptPartial
@@ -97,6 +98,7 @@ class AsrWorker:
         self._producer: Any = None
         self._changed = asyncio.Event()
         self.metrics = m = ServiceMetrics("asr")
+        self.tasks = Supervisor(m, "voicebus_asr")
         m.gauge("voicebus_asr_sessions", "Sessions held (audio seen lately).", lambda: len(self._sessions))
         m.gauge("voicebus_asr_open_streams", "Utterances being recognised.", lambda: self.open_streams)
         m.counter("voicebus_asr_utterances_total", "Recogniser streams opened.", lambda: self.stats.utterances)
@@ -125,41 +127,50 @@ class AsrWorker:
         await self._producer.start()
         await consumer.start()
         self.metrics.consumer = consumer
-        metrics = await serve_metrics(self.metrics, s.metrics_host, s.asr_metrics_port)
+        metrics = await serve_metrics(self.metrics, s.metrics_host, s.asr_metrics_port,
+                                      down=lambda: self.tasks.down)
         log.info("asr worker: engine %s", self.engine.name)
         if ready is not None:
             ready.set()
         try:
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=100)
-                t0 = time.perf_counter()
-                self.metrics.consumed(batch)
-                by_session: dict[str, list[tuple[str, Any]]] = {}
-                for tp, records in batch.items():
-                    spec = spec_for(tp.topic.removeprefix(s.topic_prefix))
-                    kind = "audio" if spec is AUDIO else "event"
-                    for record in records:
-                        if kind == "event" and _type_header(record) in IGNORED_TYPES:
-                            continue
-                        value = await decode_or_dead_letter(spec.codec, record, self._producer, s.topic(DLQ.name),
-                                                            consumer="asr")
-                        if value is not None:
-                            by_session.setdefault(value.session_id, []).append((kind, value))
-                        else:
-                            self.metrics.dead_letters.inc()
-                await asyncio.gather(*(self._session_batch(sid, sorted(items, key=_order))
-                                       for sid, items in by_session.items()))
-                await self._sweep()
-                if batch:
-                    self.metrics.processing.observe((time.perf_counter() - t0) * 1000)
-                self._changed.set()
+            self.tasks.start("asr-consumer", lambda: self._consume(consumer, stop), until=stop)
+            await self.tasks.join()
         finally:
+            await self.tasks.stop()
             await stop_serving(metrics)
             for sid in list(self._sessions):
                 await self._end_session(sid)
             await consumer.stop()
             await self._producer.stop()
             await self.engine.aclose()
+
+    async def _consume(self, consumer: Any, stop: asyncio.Event) -> None:
+        """The worker's loop (supervised: runtime.tasks restarts it if it dies). Audio is short-lived state with
+        auto-committed offsets: what a dead loop's batch still held is not read again."""
+        s = self.settings
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100)
+            t0 = time.perf_counter()
+            self.metrics.consumed(batch)
+            by_session: dict[str, list[tuple[str, Any]]] = {}
+            for tp, records in batch.items():
+                spec = spec_for(tp.topic.removeprefix(s.topic_prefix))
+                kind = "audio" if spec is AUDIO else "event"
+                for record in records:
+                    if kind == "event" and _type_header(record) in IGNORED_TYPES:
+                        continue
+                    value = await decode_or_dead_letter(spec.codec, record, self._producer, s.topic(DLQ.name),
+                                                        consumer="asr")
+                    if value is not None:
+                        by_session.setdefault(value.session_id, []).append((kind, value))
+                    else:
+                        self.metrics.dead_letters.inc()
+            await asyncio.gather(*(self._session_batch(sid, sorted(items, key=_order))
+                                   for sid, items in by_session.items()))
+            await self._sweep()
+            if batch:
+                self.metrics.processing.observe((time.perf_counter() - t0) * 1000)
+            self._changed.set()
 
     async def _session_batch(self, session_id: str, items: list[tuple[str, Any]]) -> None:
         for kind, value in items:

@@ -36,9 +36,10 @@ from inference.history import History
 from inference.offsets import OffsetTracker
 from inference.reply import ReplyJob, Work
 from inference.settings import ResponderSettings
-from runtime.kafka import make_consumer, make_producer
+from runtime.kafka import make_consumer, make_producer, rewind
 from runtime.metrics import ServiceMetrics, serve_metrics, stop_serving
 from runtime.service import run_until_signal
+from runtime.tasks import Supervisor
 from schemas.base import Event, Stamper
 from schemas.conversation import (
     BargeIn,
@@ -121,6 +122,7 @@ class Responder:
         self._changed = asyncio.Event()  # pulsed whenever a turn makes progress or ends
         self._producer: Any = None
         self.metrics = m = ServiceMetrics("responder")
+        self.tasks = Supervisor(m, "voicebus_responder")
         m.gauge("voicebus_responder_active_replies", "Replies being made (speculative ones included).",
                 lambda: len(self._active))
         m.counter("voicebus_responder_turns_total", "Turns answered (replies started).", lambda: self.stats.turns)
@@ -162,29 +164,16 @@ class Responder:
         consumer.subscribe(topics, listener=_Rebalance(self, consumer))
         await consumer.start()
         self.metrics.consumer = consumer
-        metrics = await serve_metrics(self.metrics, s.metrics_host, s.responder_metrics_port)
+        metrics = await serve_metrics(self.metrics, s.metrics_host, s.responder_metrics_port,
+                                      down=lambda: self.tasks.down)
         log.info("responder %s: llm %s, tts %s", self.worker, self.llm.name, self.tts.name)
         if ready is not None:
             ready.set()
         try:
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=100)
-                t0 = time.perf_counter()
-                self.metrics.consumed(batch)
-                for tp, records in batch.items():
-                    for record in records:
-                        self._offsets.consumed(tp, record.offset)
-                        event = await decode_or_dead_letter(TURNS.codec, record, self._producer,
-                                                            s.topic(DLQ.name), consumer="responder")
-                        if event is not None:
-                            await self._handle(event, tp, record)
-                        else:
-                            self.metrics.dead_letters.inc()
-                        self._notify()
-                await self._commit(consumer)
-                if batch:
-                    self.metrics.processing.observe((time.perf_counter() - t0) * 1000)
+            self.tasks.start("responder-consumer", lambda: self._consume(consumer, stop), until=stop)
+            await self.tasks.join()
         finally:
+            await self.tasks.stop()
             await stop_serving(metrics)
             for timer in self._paused.values():
                 timer.cancel()
@@ -196,6 +185,30 @@ class Responder:
             await self._producer.stop()
             await self.llm.aclose()
             await self.tts.aclose()
+
+    async def _consume(self, consumer: Any, stop: asyncio.Event) -> None:
+        """The responder's loop (supervised: runtime.tasks restarts it if it dies). A record whose handling
+        raised counts as consumed (it is not read again: that would kill the loop again), the rest of its
+        batch is read again."""
+        s = self.settings
+        await rewind(consumer, self._offsets.next_offsets())
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100)
+            t0 = time.perf_counter()
+            self.metrics.consumed(batch)
+            for tp, records in batch.items():
+                for record in records:
+                    self._offsets.consumed(tp, record.offset)
+                    event = await decode_or_dead_letter(TURNS.codec, record, self._producer,
+                                                        s.topic(DLQ.name), consumer="responder")
+                    if event is not None:
+                        await self._handle(event, tp, record)
+                    else:
+                        self.metrics.dead_letters.inc()
+                    self._notify()
+            await self._commit(consumer)
+            if batch:
+                self.metrics.processing.observe((time.perf_counter() - t0) * 1000)
 
     async def _commit(self, consumer: Any) -> None:
         offsets = self._offsets.committable()

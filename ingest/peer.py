@@ -324,6 +324,7 @@ class EdgeSession:
         # SessionEnded read ahead of voice.vad until the VAD reaches it (streams/turns/core.py).
         self._publish(VadProgress(**self._envelope(), node_id=self._node, speaking=False, probability=0.0,
                                   voiced=False))
+        self.frames_dropped += self._publisher.take_frames_dropped(self.id)  # its oldest frames, in an outage
         self._publish(SessionEnded(**self._envelope(), node_id=self._node, reason=reason,
                                    frames_in=self.inbound.frames, frames_dropped=self.frames_dropped))
         await self.pc.close()

@@ -24,22 +24,19 @@ So it identifies a final by its span, applies a repeated final once, matches fin
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field
-
-from schemas.base import Event, Nanos, NodeId, TurnEvent
+from schemas.base import Event, TurnEvent
+from schemas.bounds import Count, MediaMs, MediaNs, Name, NodeId, Pcm16, Text
 from schemas.upcast import Payload, upcaster
-
-Millis = Annotated[int, Field(ge=0)]
 
 
 class TranscriptPartial(Event):
     type: Literal["transcript_partial"] = "transcript_partial"
-    text: str
-    start_media_ns: Nanos
-    end_media_ns: Nanos
-    engine: str = ""
+    text: Text
+    start_media_ns: MediaNs
+    end_media_ns: MediaNs
+    engine: Name = ""
 
 
 class TranscriptFinal(Event):
@@ -48,10 +45,10 @@ class TranscriptFinal(Event):
     VERSION = 2
     type: Literal["transcript_final"] = "transcript_final"
     schema_version: int = 2
-    text: str
-    start_media_ns: Nanos
-    end_media_ns: Nanos
-    engine: str = ""
+    text: Text
+    start_media_ns: MediaNs
+    end_media_ns: MediaNs
+    engine: Name = ""
 
 
 @upcaster("transcript_final", 1)
@@ -69,9 +66,9 @@ class TurnSpeculative(TurnEvent):
     type: Literal["turn_speculative"] = "turn_speculative"
     schema_version: int = 2
     node_id: NodeId
-    text: str
-    speech_start_media_ns: Nanos
-    speech_end_media_ns: Nanos
+    text: Text
+    speech_start_media_ns: MediaNs
+    speech_end_media_ns: MediaNs
 
 
 class TurnCommitted(TurnEvent):
@@ -81,9 +78,9 @@ class TurnCommitted(TurnEvent):
     type: Literal["turn_committed"] = "turn_committed"
     schema_version: int = 2
     node_id: NodeId
-    text: str
-    speech_start_media_ns: Nanos
-    speech_end_media_ns: Nanos
+    text: Text
+    speech_start_media_ns: MediaNs
+    speech_end_media_ns: MediaNs
 
 
 @upcaster("turn_speculative", 1)
@@ -94,11 +91,12 @@ def _turn_v1(p: Payload) -> Payload:
 
 
 class TurnCancelled(TurnEvent):
-    """Stop work and playout for this turn: the person resumed (withdrawn), interrupted, or left."""
+    """Stop work and playout for this turn: the person resumed (withdrawn), interrupted, or left; or the turn's
+    words did not come within the turn processor's ASR wait (asr_timeout: it is not answered)."""
 
     type: Literal["turn_cancelled"] = "turn_cancelled"
     node_id: NodeId
-    reason: Literal["withdrawn", "barge_in", "session_ended"]
+    reason: Literal["withdrawn", "barge_in", "session_ended", "asr_timeout"]
 
 
 class BargeIn(TurnEvent):
@@ -108,7 +106,7 @@ class BargeIn(TurnEvent):
 
     type: Literal["barge_in"] = "barge_in"
     node_id: NodeId
-    played_ms: Millis
+    played_ms: MediaMs
 
 
 class FalseInterruption(TurnEvent):
@@ -116,7 +114,7 @@ class FalseInterruption(TurnEvent):
 
     type: Literal["false_interruption"] = "false_interruption"
     node_id: NodeId
-    played_ms: Millis
+    played_ms: MediaMs
 
 
 class TurnEnded(TurnEvent):
@@ -132,12 +130,12 @@ class ReplyAudioChunk(TurnEvent):
     VERSION = 2
     type: Literal["reply_audio_chunk"] = "reply_audio_chunk"
     schema_version: int = 2
-    speech_start_media_ns: Nanos
-    speech_end_media_ns: Nanos
-    index: Annotated[int, Field(ge=0)]
+    speech_start_media_ns: MediaNs
+    speech_end_media_ns: MediaNs
+    index: Count
     sample_rate: Literal[8000, 16000, 22050, 24000, 48000] = 16000
-    pcm: bytes
-    text: str = ""
+    pcm: Pcm16
+    text: Text = ""
 
 
 @upcaster("reply_audio_chunk", 1)
@@ -148,12 +146,12 @@ def _reply_audio_chunk_v1(p: Payload) -> Payload:
 
 class ReplyText(TurnEvent):
     type: Literal["reply_text"] = "reply_text"
-    text: str
+    text: Text
 
 
 class ReplyEnded(TurnEvent):
     type: Literal["reply_ended"] = "reply_ended"
-    chunks: Annotated[int, Field(ge=0)]
+    chunks: Count
 
 
 class ReplyCancelled(TurnEvent):

@@ -358,8 +358,11 @@ class _Step:
         assert seg.end_ns is not None
         if text:
             self.commit(turn, seg, finals, text)
+        elif self.words_due(OpenTurn(segments=turn.segments[:i + 1])):
+            self.asr_timeout()
         # A turn without words (noise the VAD took for speech) is dropped. Either way its speech is decided:
-        # a final for it that comes later (a redelivery) is not taken for new speech.
+        # a final for it that comes later (a redelivery, or one later than the ASR wait) is not taken for new
+        # speech.
         rest = turn.segments[i + 1:]
         self.set(turn=OpenTurn(segments=rest) if rest else None,
                  finals=tuple(f for f in self.s.finals if f not in finals),
@@ -378,6 +381,14 @@ class _Step:
             self.stamp(turn_id, "turn_speculative", turn.speculative_wall_ns, turn.speculative_ns)
         self.stamp(turn_id, "turn_committed", self.wall_ns, self.s.now_ns)
         self.set(turn_no=self.s.turn_no + 1, reply=turn_id)
+
+    def asr_timeout(self) -> None:
+        """The turn's words did not come within the ASR wait (the recogniser crashed or lags): it is not
+        answered, and it does not vanish either: it ends with the reason, under its own id."""
+        turn_id = self.s.turn_id()
+        self.emit(TurnCancelled, turn_id, reason="asr_timeout")
+        self.emit(TurnEnded, turn_id, outcome="cancelled")
+        self.set(turn_no=self.s.turn_no + 1)
 
     def withdraw(self) -> None:
         """The person resumed after a speculative turn: cancel it; the turn goes on under the next id."""

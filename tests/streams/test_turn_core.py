@@ -188,6 +188,14 @@ def test_a_short_pause_with_late_words_stays_inside_the_turn() -> None:
         ("turn_committed", "1", "i want to go home")]
 
 
+def test_a_final_later_than_the_asr_wait_reopens_nothing() -> None:
+    """The turn was ended for want of words (asr_timeout); its final, when it finally comes, is too late."""
+    c = conv().say(500, 1500, None).wait(12000)
+    c.final(500, 1500, "late words")
+    _, decisions = run(c.wait(13000).events)
+    assert turns(decisions) == [("turn_cancelled", "1", "asr_timeout"), ("turn_ended", "1", "cancelled")]
+
+
 def test_words_due_when_the_session_ends_are_still_committed() -> None:
     """The person hangs up while the recogniser is still on their last utterance: the conversation log keeps
     the turn (committed once its final comes), and its reply is cancelled with the session."""

@@ -111,6 +111,15 @@ CASES: dict[str, tuple[Callable[[], Conversation], Policy, list[tuple[Any, ...]]
         lambda: conv().say(500, 1500, "i want to").say(1800, 2400, None).wait(12000), DEFAULT,
         [("turn_committed", "1", "i want to")],
     ),
+    "no final transcript within the ASR wait (a crashed or loaded recogniser): the turn ends with the reason": (
+        lambda: conv().say(500, 1500, None).wait(12000), DEFAULT,
+        [("turn_cancelled", "1", "asr_timeout"), ("turn_ended", "1", "cancelled")],
+    ),
+    "the next turn after an ASR timeout has the next id": (
+        lambda: conv().say(500, 1500, None).wait(12000).say(12500, 13500, "hello there").wait(15000), DEFAULT,
+        [("turn_cancelled", "1", "asr_timeout"), ("turn_ended", "1", "cancelled"),
+         ("turn_speculative", "2", "hello there"), ("turn_committed", "2", "hello there")],
+    ),
     "speculation off (threshold at the speculative pause)": (
         lambda: conv().say(500, 1500, "hello there").wait(2600),
         Policy(speculative_ns=10_000 * MS),
