@@ -44,6 +44,7 @@ from schemas.edge import (
     SpeechStopped,
     VadProgress,
 )
+from schemas.history import ConversationHistory
 from schemas.telemetry import DeadLetter, StageStamped
 
 SESSION_PARTITIONS = 8
@@ -83,14 +84,14 @@ class TopicSpec:
     key: Literal["session_id", "source key"] = "session_id"
     partitions: int = SESSION_PARTITIONS
     retention_ms: int | None = DAY_MS
-    cleanup_policy: Literal["delete", "compact"] = "delete"
+    cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
     content_type: str = "application/json"
     max_message_bytes: int | None = None
 
     def config(self) -> dict[str, str]:
         """Topic-level Kafka configs."""
         out: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
-        if self.retention_ms is not None and self.cleanup_policy == "delete":
+        if self.retention_ms is not None and "delete" in self.cleanup_policy:
             out["retention.ms"] = str(self.retention_ms)
         if self.max_message_bytes is not None:
             out["max.message.bytes"] = str(self.max_message_bytes)
@@ -125,6 +126,11 @@ TURN_STATE_CHANGELOG = TopicSpec(
     "voice.turn-state-changelog", "changelog of the turn processor's per-session state table (Faust)",
     "streams", None, readers=("streams",), key="session_id", retention_ms=None, cleanup_policy="compact",
 )
+# Compacted (the latest history of each session stays) and deleted after a week without a new record: a session
+# that ended without its tombstone (the responder forgets a session on TurnCancelled(session_ended) only) goes.
+HISTORY = _json_topic("voice.history", "each session's conversation as heard, the responder's fold of its turns "
+                      "(compacted: the latest record of a session is all of it)", "responder", ConversationHistory,
+                      readers=("responder",), retention_ms=7 * DAY_MS, cleanup_policy="compact,delete")
 
 REPLIES_PATTERN = "voice.replies.{node_id}"
 REPLIES = _json_topic(REPLIES_PATTERN,
@@ -134,7 +140,7 @@ REPLIES = _json_topic(REPLIES_PATTERN,
 
 # Topics that exist once per deployment (the per-node reply topics are made per node: replies_topic()).
 REGISTRY: tuple[TopicSpec, ...] = (AUDIO, VAD, SESSIONS, PLAYOUT, TRANSCRIPTS, TURNS, TELEMETRY, DLQ,
-                                   TURN_STATE_CHANGELOG)
+                                   TURN_STATE_CHANGELOG, HISTORY)
 ALL_SPECS: tuple[TopicSpec, ...] = (*REGISTRY, REPLIES)
 
 
