@@ -1,0 +1,83 @@
+"""Sessions' recorded decision inputs, read from Kafka without disturbing the live consumers.
+
+The reader has no consumer group: it is assigned the input partitions, reads them to their end as of now and
+commits nothing, so no live group rebalances or moves its offsets. One session is on one partition of each input
+topic (they are co-partitioned by session id), so ``--session`` reads just those.
+
+The live turn processor reads its topics independently; the order here is one it could have seen: each partition
+in its own order, merged by the records' timestamps (when they were produced). The core decides the same turns
+whatever the interleaving (tests/streams/replay), so this order reproduces the live decisions.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from runtime.kafka import make_consumer, read_to_end
+from runtime.settings import CommonSettings
+from schemas.topics import PLAYOUT, SESSIONS, TRANSCRIPTS, VAD, TopicSpec
+from schemas.upcast import DecodeError
+from streams.turns.core import Inbound
+
+log = logging.getLogger(__name__)
+
+INPUTS: tuple[TopicSpec, ...] = (VAD, TRANSCRIPTS, PLAYOUT, SESSIONS)  # what the turn processor reads
+
+
+def partition_of(session_id: str, partitions: int) -> int:
+    """The partition a session's events are on (the producers' default partitioner: murmur2 of the key)."""
+    every = list(range(partitions))
+    return int(DefaultPartitioner()(session_id.encode(), every, every))
+
+
+def merge(partitions: Iterable[list[tuple[int, Inbound]]]) -> dict[str, list[Inbound]]:
+    """Each session's events from (timestamp, event) lists, one per partition in its order: merged by timestamp
+    (each list keeps its own order, whatever its timestamps)."""
+    sessions: dict[str, list[Inbound]] = {}
+    for _, event in heapq.merge(*partitions, key=lambda item: item[0]):
+        sessions.setdefault(event.session_id, []).append(event)
+    return sessions
+
+
+async def read_inputs(settings: CommonSettings, session_id: str | None = None,
+                      since_ms: int | None = None) -> dict[str, list[Inbound]]:
+    """The decision inputs of one session (``session_id``) or of every session, optionally only the records
+    produced since ``since_ms`` (Unix ms), each session's in an order the live processor could have read them."""
+    consumer = make_consumer(settings, group_id=None)
+    await consumer.start()
+    try:
+        codecs: dict[str, Any] = {}
+        tps: list[TopicPartition] = []
+        for spec in INPUTS:
+            topic = settings.topic(spec.name)
+            codecs[topic] = spec.codec
+            parts = [partition_of(session_id, spec.partitions)] if session_id else range(spec.partitions)
+            tps += [TopicPartition(topic, p) for p in parts]
+        start = None
+        if since_ms is not None:
+            found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+            ends = await consumer.end_offsets(tps)
+            start = {tp: found[tp].offset if found.get(tp) is not None else ends[tp] for tp in tps}
+        key = session_id.encode() if session_id else None
+        lists: dict[TopicPartition, list[tuple[int, Inbound]]] = {tp: [] for tp in tps}
+        skipped = 0
+        async for record in read_to_end(consumer, tps, start):
+            if key is not None and record.key != key:
+                continue
+            try:
+                event = codecs[record.topic].decode(record.value)
+            except DecodeError:
+                skipped += 1  # the live processor dead-lettered it: it decided nothing either
+                continue
+            lists[TopicPartition(record.topic, record.partition)].append((record.timestamp, event))
+        if skipped:
+            log.warning("%d undecodable input records skipped (as the live processor skips them)", skipped)
+        return merge(lists.values())
+    finally:
+        await consumer.stop()
