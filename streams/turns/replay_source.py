@@ -18,16 +18,35 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+from pydantic import TypeAdapter, ValidationError
 
 from runtime.kafka import make_consumer, read_to_end
 from runtime.settings import CommonSettings
-from schemas.topics import PLAYOUT, SESSIONS, TRANSCRIPTS, VAD, TopicSpec
+from schemas.edge import VadProgress
+from schemas.topics import PLAYOUT, SESSIONS, TRANSCRIPTS, TYPE_HEADER, VAD, TopicSpec
 from schemas.upcast import DecodeError
 from streams.turns.core import Inbound
 
 log = logging.getLogger(__name__)
 
 INPUTS: tuple[TopicSpec, ...] = (VAD, TRANSCRIPTS, PLAYOUT, SESSIONS)  # what the turn processor reads
+
+
+# Nine in ten input events are the VAD's heartbeats: they are parsed and validated straight from the JSON bytes
+# (pydantic's own parser, about three times the codec's speed). Anything that fails (an older schema version
+# needing its upcaster, a bad record) goes through the topic's codec as usual.
+_HEARTBEAT = TypeAdapter(VadProgress)
+_HEARTBEAT_TYPE = b"vad_progress"
+
+
+def decode(codec: Any, value: bytes | None, type_header: bytes | None) -> Inbound:
+    """An input record's event (DecodeError as from the codec)."""
+    if type_header == _HEARTBEAT_TYPE and value:
+        try:
+            return _HEARTBEAT.validate_json(value)
+        except ValidationError:
+            pass
+    return codec.decode(value)  # type: ignore[no-any-return]
 
 
 def partition_of(session_id: str, partitions: int) -> int:
@@ -71,7 +90,7 @@ async def read_inputs(settings: CommonSettings, session_id: str | None = None,
             if key is not None and record.key != key:
                 continue
             try:
-                event = codecs[record.topic].decode(record.value)
+                event = decode(codecs[record.topic], record.value, dict(record.headers or ()).get(TYPE_HEADER))
             except DecodeError:
                 skipped += 1  # the live processor dead-lettered it: it decided nothing either
                 continue

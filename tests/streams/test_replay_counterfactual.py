@@ -9,6 +9,7 @@ import json
 import pytest
 
 from bench.endpointing_events import Conversation
+from streams.turns.core import Context, initial, step
 from streams.turns.replay import (
     Turn,
     compare,
@@ -21,6 +22,8 @@ from streams.turns.replay import (
 )
 from streams.turns.replay_cli import as_json, as_text, run, since_ms
 from streams.turns.replay_source import merge
+from tests.streams.replay import fixture_name, fixture_paths, load_fixture
+from tests.streams.replay.test_replay import transcripts_behind
 
 S = "a" * 32
 MS = 1_000_000
@@ -117,3 +120,43 @@ def test_the_plot(tmp_path) -> None:
 
     plot(run({S: pause_then_more().events}, {"VOICEBUS_TURN_SILENCE_MS": "1000"}), tmp_path / "replay.png")
     assert (tmp_path / "replay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def stepped(events: list, policy) -> list:
+    """Every event stepped, the plain way."""
+    state, out = initial(events[0].session_id), []
+    for i, e in enumerate(events):
+        state, decisions = step(state, e, Context(policy, 0))
+        out.extend((i, d) for d in decisions)
+    return out
+
+
+FIXTURES = {fixture_name(p): p for p in fixture_paths()}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_the_fold_decides_what_stepping_every_event_decides(name: str) -> None:
+    """fold skips the heartbeats that would change nothing but the clock: the same decisions, at the same
+    events, for real recordings in their recorded order and with the transcripts read late, under two policies."""
+    events = [e for _, e in load_fixture(FIXTURES[name]).events]
+    late = transcripts_behind(1000)(events)
+    for policy in (policy_for(), policy_for({"VOICEBUS_TURN_SILENCE_MS": "300",
+                                             "VOICEBUS_TURN_FALSE_INTERRUPTION_MS": "400"})):
+        for order in (events, late):
+            assert fold(order, policy) == stepped(order, policy)
+
+
+def test_heartbeats_decode_as_the_codec_decodes_them() -> None:
+    from schemas.topics import VAD
+    from schemas.upcast import DecodeError
+    from streams.turns.replay_source import decode
+
+    for e in pause_then_more().events[:40]:
+        if e.type.startswith(("vad", "speech")):
+            raw = VAD.codec.encode(e)
+            assert decode(VAD.codec, raw, e.type.encode()) == VAD.codec.decode(raw) == e
+    v1 = json.dumps({"type": "vad_progress", "schema_version": 1, "session_id": S, "seq": 1, "media_ns": 0,
+                     "wall_ns": 0, "node_id": "edge-1", "speaking": False, "probability": 0.7}).encode()
+    assert decode(VAD.codec, v1, b"vad_progress").voiced is True  # through the codec's upcaster
+    with pytest.raises(DecodeError):
+        decode(VAD.codec, b"{not json", b"vad_progress")
