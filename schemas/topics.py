@@ -87,12 +87,16 @@ class TopicSpec:
     cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
     content_type: str = "application/json"
     max_message_bytes: int | None = None
+    # The turn processor's inputs and decisions: kept as long as a deployment wants to replay them (`voicebus
+    # replay`, VOICEBUS_REPLAY_RETENTION_DAYS); ``retention_ms`` is the default.
+    replayable: bool = False
 
-    def config(self) -> dict[str, str]:
-        """Topic-level Kafka configs."""
+    def config(self, replay_retention_ms: int | None = None) -> dict[str, str]:
+        """Topic-level Kafka configs (a replayable topic's retention is ``replay_retention_ms`` when given)."""
         out: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
-        if self.retention_ms is not None and "delete" in self.cleanup_policy:
-            out["retention.ms"] = str(self.retention_ms)
+        retention = replay_retention_ms if self.replayable and replay_retention_ms else self.retention_ms
+        if retention is not None and "delete" in self.cleanup_policy:
+            out["retention.ms"] = str(retention)
         if self.max_message_bytes is not None:
             out["max.message.bytes"] = str(self.max_message_bytes)
         return out
@@ -106,16 +110,17 @@ AUDIO = TopicSpec("voice.audio", "20 ms PCM16 16 kHz mono frames from the edge (
                   "ingest", AudioCodec(), (AudioFrame,), readers=("asr",), retention_ms=10 * MINUTE_MS,
                   content_type="application/octet-stream")
 VAD = _json_topic("voice.vad", "speech started / stopped and media-clock progress from the edge's VAD",
-                  "ingest", SpeechStarted, SpeechStopped, VadProgress, readers=("streams", "asr"))
+                  "ingest", SpeechStarted, SpeechStopped, VadProgress, readers=("streams", "asr"), replayable=True)
 SESSIONS = _json_topic("voice.sessions", "session lifecycle at the edge", "ingest", SessionStarted, SessionEnded,
-                       readers=("streams", "asr", "telemetry"))
+                       readers=("streams", "asr", "telemetry"), replayable=True)
 PLAYOUT = _json_topic("voice.playout", "what the edge actually played of each reply, and barge-ins",
-                      "ingest", PlayoutStarted, PlayoutFinished, PlayoutInterrupted, readers=("streams",))
+                      "ingest", PlayoutStarted, PlayoutFinished, PlayoutInterrupted, readers=("streams",),
+                      replayable=True)
 TRANSCRIPTS = _json_topic("voice.transcripts", "partial and final transcripts with media time spans", "asr",
-                          TranscriptPartial, TranscriptFinal, readers=("streams",))
+                          TranscriptPartial, TranscriptFinal, readers=("streams",), replayable=True)
 TURNS = _json_topic("voice.turns", "turn decisions: speculative, committed, cancelled, barge-in, ended",
                     "streams", TurnSpeculative, TurnCommitted, TurnCancelled, BargeIn, FalseInterruption,
-                    TurnEnded, readers=("responder", "telemetry"))
+                    TurnEnded, readers=("responder", "telemetry"), replayable=True)
 TELEMETRY = _json_topic("voice.telemetry", "per-stage timestamps of each turn", "every service", StageStamped,
                         readers=("telemetry",), retention_ms=7 * DAY_MS)
 DLQ = _json_topic("voice.dlq", "undecodable messages with their origin and the error", "every consumer",
