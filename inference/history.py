@@ -32,9 +32,10 @@ class Exchange:
     user_text: str
     sentences: list[Spoken] = field(default_factory=list)
     played_ms: float | None = None  # set by a barge-in: only this much of the reply was heard
+    answered: bool = False  # the reply is made (or stopped) and sent: not to be answered again
 
     def record(self) -> HeardTurn:
-        return HeardTurn(turn_id=self.turn_id, user_text=self.user_text,
+        return HeardTurn(turn_id=self.turn_id, user_text=self.user_text, answered=self.answered,
                          played_ms=None if self.played_ms is None else round(self.played_ms),
                          sentences=tuple(SpokenSentence(text=s.text, ms=s.ms, complete=s.complete)
                                          for s in self.sentences))
@@ -42,7 +43,7 @@ class Exchange:
     @classmethod
     def of(cls, turn: HeardTurn) -> Exchange:
         return cls(turn.turn_id, turn.user_text, [Spoken(s.text, s.ms, s.complete) for s in turn.sentences],
-                   turn.played_ms)
+                   turn.played_ms, turn.answered)
 
 
 class History:
@@ -92,6 +93,10 @@ class History:
 
     def knows(self, session_id: str) -> bool:
         return session_id in self._sessions
+
+    def answered(self, session_id: str, turn_id: str) -> bool:
+        """Whether the turn's reply was made and sent (here, or by the responder whose history this took)."""
+        return any(ex.turn_id == turn_id and ex.answered for ex in self._sessions.get(session_id, ()))
 
     def snapshot(self, session_id: str) -> tuple[HeardTurn, ...]:
         """The session's history as its voice.history record holds it."""

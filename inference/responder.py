@@ -241,10 +241,14 @@ class Responder:
     async def _handle(self, event: Event, tp: TopicPartition, record: Any) -> None:
         ctx = {"session_id": event.session_id, "turn_id": getattr(event, "turn_id", None)}
         if isinstance(event, TurnSpeculative | TurnCommitted):
+            if self._history.answered(event.session_id, event.turn_id) and event.turn_id not in self._done:
+                # Answered by the responder this one took the session over from (its history says so): the
+                # edge holds the reply, which a cancel or a resume may still concern.
+                self._done[event.turn_id] = (event.node_id, True)
             if event.turn_id in self._done or (
                     isinstance(event, TurnSpeculative) and event.turn_id in self._active):
                 self.stats.duplicates += 1
-                log.info("turn already answered here: ignored", extra=ctx)
+                log.info("turn already answered: ignored", extra=ctx)
             elif (age := (time.time_ns() - event.wall_ns) / 1e9) > self.settings.responder_max_turn_age_s:
                 self.stats.stale += 1
                 log.warning("turn is %.0f s old (a replay?): not answered", age, extra=ctx)
@@ -342,6 +346,7 @@ class Responder:
             self._notify()
             return  # its offsets stay uncommitted: whoever owns the partition next answers it again
         if job.exchange is not None:  # a reply the person hears (some of): on the log before its turn is done
+            job.exchange.answered = True
             await self._record(job.turn.session_id, job.turn.speech_end_media_ns)
         if turn.speculative and job.held:
             s.speculative_wasted += 1

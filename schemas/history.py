@@ -40,6 +40,9 @@ class HeardTurn(BaseModel):
     user_text: Text
     sentences: tuple[SpokenSentence, ...] = ()
     played_ms: MediaMs | None = None
+    # The reply was made to its end (or stopped) and the edge got all of it: a responder that reads the turn's
+    # commit again (its offset was not committed yet) does not answer it again.
+    answered: bool = False
 
 
 class ConversationHistory(Event):

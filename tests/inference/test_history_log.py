@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 import uuid
 
 import pytest
 
 from inference.text import heard_text
-from schemas.topics import TURNS
+from schemas.history import ConversationHistory, HeardTurn, SpokenSentence
+from schemas.topics import HISTORY, TURNS
 from tests.inference.kafka_helpers import NODE, Producer, Turns, ended, watching
 from tests.inference.openai_server import OpenAiProtocolServer, serving
-from tests.inference.workers import REPLY_TOPIC, Worker, start_workers
+from tests.inference.workers import REPLY_TOPIC, Worker, running_responder, start_workers
 
 pytestmark = pytest.mark.integration
 
@@ -101,3 +103,39 @@ async def test_a_responder_that_takes_a_session_over_answers_with_its_history_as
         ("user", "tell me a story"), ("assistant", heard),
         ("user", "and then what happened"),
     ]
+
+
+async def test_a_responder_rebuilds_its_sessions_from_the_log_and_does_not_answer_an_answered_turn_again(topics):
+    """What the other responder left on voice.history, read at assignment: the third turn is answered with it,
+    the second (read again: its offset was not committed) is not answered twice, and the history goes on."""
+    turns = Turns()
+    t1, t2, t3 = (f"{turns.session_id}-{n}" for n in (1, 2, 3))
+    left = ConversationHistory(session_id=turns.session_id, seq=5, media_ns=0, wall_ns=time.time_ns(), turns=(
+        HeardTurn(turn_id=t1, user_text="hello there", answered=True,
+                  sentences=(SpokenSentence(text="Hi, how can I help?", ms=1500.0, complete=True),)),
+        HeardTurn(turn_id=t2, user_text="tell me a story", answered=True, played_ms=1000, sentences=(
+            SpokenSentence(text="Once upon a time there was a keeper.", ms=2000.0, complete=True),
+            SpokenSentence(text="He counted ships.", ms=1000.0, complete=True))),
+    ))
+    server = OpenAiProtocolServer()
+    server.behaviour.reply_text = "And so it ended."
+    await topics.create_all((NODE,))
+    async with Producer(topics) as producer:
+        await producer.send(HISTORY.name, left)
+    async with serving(server), running_responder(topics, llm_engine="openai", llm_openai_url=server.url,
+                                                   responder_max_lead_ms=0) as (_, producer, edge), \
+            watching(topics, HISTORY.name) as history:
+        await producer.send(TURNS.name, turns.committed(t2, "tell me a story"),
+                            turns.committed(t3, "and then what happened"))
+        await edge.until(ended(t3), timeout=30)
+        await history.until(lambda ev: any(t3 in [t.turn_id for t in e.turns] for e in ev))
+    assert [e.turn_id for e in edge.events if e.type == "reply_ended"] == [t3]  # t2 not answered again
+    (request,) = chats(server)
+    assert [(m["role"], m["content"]) for m in request if m["role"] != "system"] == [
+        ("user", "hello there"), ("assistant", "Hi, how can I help?"),
+        ("user", "tell me a story"), ("assistant", "Once upon a time..."),
+        ("user", "and then what happened"),
+    ]
+    latest = history.events[-1]
+    assert [(t.turn_id, t.answered) for t in latest.turns] == [(t1, True), (t2, True), (t3, True)]
+    assert latest.turns[:2] == left.turns and latest.turns[2].sentences[0].text == "And so it ended."
