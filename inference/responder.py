@@ -487,8 +487,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         assert self.responder._log is not None
-        await self.responder._log.rebuild(assigned)
-        self.responder._history_ready.set()
+        try:
+            await self.responder._log.rebuild(assigned)
+        finally:  # whatever happened, the turns are answered (without their past, at worst)
+            self.responder._history_ready.set()
         log.info("responder %s assigned %d partitions", self.responder.worker, len(assigned))
 
 
