@@ -98,9 +98,12 @@ def as_text(result: dict[str, Any], given: dict[str, str]) -> str:
     out = [f"given: {label}", "flags: S offered speculatively, P premature (the person went on within 1 s), "
            "B barged into", ""]
     for a, b, changes in result["rows"]:
+        same = sum(c.kind == "same" for c in changes)
         out.append(f"session {a.session_id}: {len(a.turns)} turns with the current settings, {len(b.turns)} "
-                   "with the given")
+                   f"with the given; {same} the same")
         for c in changes:
+            if c.kind == "same":
+                continue
             text = " / ".join(t.text for t in (c.before or c.after))
             start = min(t.speech_start_ns for t in c.before + c.after) / 1e9
             delta = "" if c.commit_delta_ms is None else f" ({c.commit_delta_ms:+.0f} ms)"
