@@ -23,13 +23,14 @@ from pydantic import TypeAdapter, ValidationError
 from runtime.kafka import make_consumer, read_to_end
 from runtime.settings import CommonSettings
 from schemas.edge import VadProgress
-from schemas.topics import PLAYOUT, SESSIONS, TRANSCRIPTS, TYPE_HEADER, VAD, TopicSpec
+from schemas.topics import REGISTRY, TYPE_HEADER, TopicSpec
 from schemas.upcast import DecodeError
 from streams.turns.core import Inbound
 
 log = logging.getLogger(__name__)
 
-INPUTS: tuple[TopicSpec, ...] = (VAD, TRANSCRIPTS, PLAYOUT, SESSIONS)  # what the turn processor reads
+# What the turn processor decides from (its agent's SOURCES: a test keeps them equal), each kept for replays.
+INPUTS: tuple[TopicSpec, ...] = tuple(s for s in REGISTRY if "streams" in s.readers and s.replayable)
 
 
 # Nine in ten input events are the VAD's heartbeats: they are parsed and validated straight from the JSON bytes

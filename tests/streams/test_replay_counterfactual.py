@@ -173,3 +173,10 @@ def test_a_recorded_barge_in_counts_for_the_turn_whose_reply_it_cut_in_on() -> N
                                              "2000"}))
     assert [(t.text, t.barged_in) for t in late.turns] == [("tell me a story stop please", False)]
     assert outcome(story.events[:10], policy_for()).turns == ()  # nothing committed yet
+
+
+def test_the_replay_reads_what_the_turn_processor_reads() -> None:
+    from streams.turns.agent import SOURCES
+    from streams.turns.replay_source import INPUTS
+
+    assert sorted(s.name for s in INPUTS) == sorted(s.name for s in SOURCES)
