@@ -41,7 +41,7 @@ def fold(events: Sequence[Inbound], policy: Policy, wall_ns: int = WALL) -> list
     Most events are the edge's VadProgress heartbeats, and most of those come while nothing waits for the clock.
     Such a heartbeat followed by a later one is not stepped: it would only move the clock and the VAD watermark,
     which the next one moves past (``_idle`` says when; tests/streams/test_replay_counterfactual.py checks the
-    decisions against stepping every event, on every recorded fixture). It makes a replay about N times faster.
+    decisions against stepping every event, on every recorded fixture). It makes a replay about twice as fast.
     """
     state = None
     ctx = Context(policy, wall_ns)
