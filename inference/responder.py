@@ -267,9 +267,9 @@ class Responder:
             await self._cancel(event.turn_id, event.session_id, event.node_id, event.reason != "withdrawn")
         elif isinstance(event, BargeIn):
             # Paused at the edge, not stopped: the turn processor has yet to say whether words came.
+            self._pause(event)
             if self._history.heard(event.session_id, event.turn_id, event.played_ms):
                 await self._record(event.session_id, event.media_ns)
-            self._pause(event)
         elif isinstance(event, TurnEnded):
             self._unpause(event.turn_id)
             if event.outcome != "completed":
@@ -422,10 +422,10 @@ class Responder:
         if not held:
             log.info("false interruption of a reply already given up: not resumed", extra=ctx)
             return
-        if self._history.resumed(event.session_id, event.turn_id):
-            await self._record(event.session_id, event.media_ns)
         await self._tell_edge(ReplyResumed(**self._stamper(event.session_id)(0), turn_id=event.turn_id),
                               event.node_id)
+        if self._history.resumed(event.session_id, event.turn_id):  # after: the person is waiting for the rest
+            await self._record(event.session_id, event.media_ns)
         self.stats.resumed += 1
         log.info("false interruption at %d ms: reply resumed", event.played_ms, extra=ctx)
 
