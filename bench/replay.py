@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     c0 = time.process_time()
     turns = changed = 0
     for session in decoded:
-        a, b = outcome(session, current), outcome(session, given)
+        a = outcome(session, current)
+        b = outcome(session, given, [(t.speech_start_ns, t.speech_end_ns) for t in a.turns if t.barged_in])
         turns += len(a.turns)
         changed += sum(c.kind != "same" for c in compare(a.turns, b.turns))
     fold_s = time.process_time() - c0

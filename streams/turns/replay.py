@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from schemas.base import Event
 from schemas.conversation import BargeIn, TurnCancelled, TurnCommitted, TurnSpeculative
-from schemas.edge import PlayoutInterrupted, SpeechStarted, VadProgress
+from schemas.edge import SpeechStarted, VadProgress
 from schemas.telemetry import StageStamped
 from streams.turns.core import Context, Inbound, initial, step
 from streams.turns.policy import Policy
@@ -106,7 +106,7 @@ class Turn:
     committed_ns: int
     speculative: bool  # offered speculatively first (under the id it was committed with)
     premature: bool  # the person spoke again within PREMATURE_NS of the commit
-    barged_in: bool  # the person cut in (a recorded barge-in) between its commit and the next one
+    barged_in: bool  # the person cut in on the reply to this speech (as recorded: the replies are not replayed)
 
     @property
     def endpointing_ms(self) -> float:
@@ -127,23 +127,24 @@ class Outcome:
     asr_timeouts: int
 
 
-def outcome(events: list[Inbound], policy: Policy) -> Outcome:
-    """Fold one session's events under ``policy`` and read its turns off the decisions."""
+def outcome(events: list[Inbound], policy: Policy, cut_in: list[tuple[int, int]] | None = None) -> Outcome:
+    """Fold one session's events under ``policy`` and read its turns off the decisions.
+
+    A recorded barge-in names the turn whose reply it cut: a live turn id. Under the live settings the run has
+    the same ids; under others, pass ``cut_in``, the speech spans of the live turns cut in on (the live run's
+    turns with ``barged_in``): a turn covering such speech is the one whose reply the person cut in on."""
     decisions = tuple(d for _, d in fold(events, policy) if not isinstance(d, StageStamped))
     starts = sorted(e.speech_start_media_ns for e in events if isinstance(e, SpeechStarted))
-    # The replies played as recorded, so a barge-in is placed by its time, not by the turn id it names (under
-    # other settings the turns and their ids differ).
-    cut_in = sorted(e.barge_in_media_ns for e in events if isinstance(e, PlayoutInterrupted))
     offered = {d.turn_id for d in decisions if isinstance(d, TurnSpeculative)}
-    commits = [d for d in decisions if isinstance(d, TurnCommitted)]
-    turns = []
-    for i, d in enumerate(commits):
-        after = next((s for s in starts if s > d.speech_end_media_ns), None)
-        until = commits[i + 1].media_ns if i + 1 < len(commits) else None
-        turns.append(Turn(d.turn_id, d.text, d.speech_start_media_ns, d.speech_end_media_ns, d.media_ns,
-                          d.turn_id in offered, after is not None and after - d.media_ns < PREMATURE_NS,
-                          any(d.media_ns < b and (until is None or b <= until) for b in cut_in)))
     barged = {d.turn_id for d in decisions if isinstance(d, BargeIn)}
+    turns = []
+    for d in decisions:
+        if isinstance(d, TurnCommitted):
+            after = next((s for s in starts if s > d.speech_end_media_ns), None)
+            cut = d.turn_id in barged if cut_in is None else any(
+                start <= d.speech_end_media_ns and d.speech_start_media_ns <= end for start, end in cut_in)
+            turns.append(Turn(d.turn_id, d.text, d.speech_start_media_ns, d.speech_end_media_ns, d.media_ns,
+                              d.turn_id in offered, after is not None and after - d.media_ns < PREMATURE_NS, cut))
     cancelled = [d for d in decisions if isinstance(d, TurnCancelled)]
     return Outcome(events[0].session_id if events else "", decisions, tuple(turns), len(offered),
                    sum(c.reason == "withdrawn" for c in cancelled), len(barged),

@@ -54,7 +54,8 @@ def run(sessions: dict[str, list[Inbound]], given: dict[str, str]) -> dict[str, 
     current, other = policy_for(), policy_for(given)
     rows: list[tuple[Outcome, Outcome, list[Change]]] = []
     for events in sessions.values():
-        a, b = outcome(events, current), outcome(events, other)
+        a = outcome(events, current)
+        b = outcome(events, other, [(t.speech_start_ns, t.speech_end_ns) for t in a.turns if t.barged_in])
         rows.append((a, b, compare(a.turns, b.turns)))
     changes = [c for _, _, cs in rows for c in cs]
     return {"rows": rows, "current": summary(a for a, _, _ in rows),

@@ -162,16 +162,17 @@ def test_heartbeats_decode_as_the_codec_decodes_them() -> None:
         decode(VAD.codec, b"{not json", b"vad_progress")
 
 
-def test_a_recorded_barge_in_counts_for_the_turn_whose_reply_it_cut_in_on() -> None:
+def test_a_recorded_barge_in_counts_for_the_turn_that_covers_the_speech_whose_reply_it_cut() -> None:
     story = (Conversation(S).say(500, 1500, "tell me a story").wait(2200).playout_started(f"{S}-1").wait(3000)
              .say(3000, 3800, "stop please", barge_in=(f"{S}-1", 740)).wait(8000))
     run = outcome(story.events, policy_for())
     assert [(t.text, t.barged_in) for t in run.turns] == [("tell me a story", True), ("stop please", False)]
     assert run.barge_ins == 1
-    # Waiting 2 s before a commit, the two are one turn, committed after the barge-in: nobody cut in on it.
-    late = outcome(story.events, policy_for({"VOICEBUS_TURN_SILENCE_MS": "2000", "VOICEBUS_TURN_MAX_SILENCE_MS":
-                                             "2000"}))
-    assert [(t.text, t.barged_in) for t in late.turns] == [("tell me a story stop please", False)]
+    # Waiting 2 s, the two are one turn: it covers the speech whose reply was cut in on (as recorded).
+    given = policy_for({"VOICEBUS_TURN_SILENCE_MS": "2000", "VOICEBUS_TURN_MAX_SILENCE_MS": "2000"})
+    late = outcome(story.events, given, [(t.speech_start_ns, t.speech_end_ns) for t in run.turns if t.barged_in])
+    assert [(t.text, t.barged_in) for t in late.turns] == [("tell me a story stop please", True)]
+    assert [t.barged_in for t in outcome(story.events, given, []).turns] == [False]
     assert outcome(story.events[:10], policy_for()).turns == ()  # nothing committed yet
 
 
