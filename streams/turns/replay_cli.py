@@ -17,13 +17,17 @@ import json
 import re
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
 from runtime.optional import optional_import
 from runtime.settings import CommonSettings
 from schemas.edge import SessionStarted
-from streams.turns.core import Inbound
+from schemas.topics import SESSIONS
+from streams.turns.policy import Policy
 from streams.turns.replay import (
     Change,
     Outcome,
@@ -35,7 +39,7 @@ from streams.turns.replay import (
     read_settings_file,
     summary,
 )
-from streams.turns.replay_source import read_inputs
+from streams.turns.replay_source import Raw, decoded, read_records
 
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -49,14 +53,29 @@ def since_ms(text: str, now_s: float) -> int:
     return int((now_s - float(m.group(1)) * _UNIT_S[m.group(2)]) * 1000)
 
 
-def run(sessions: dict[str, list[Inbound]], given: dict[str, str]) -> dict[str, Any]:
-    """Both runs of every session: the outcomes, what changed, and the summaries."""
-    current, other = policy_for(), policy_for(given)
-    rows: list[tuple[Outcome, Outcome, list[Change]]] = []
-    for events in sessions.values():
-        a = outcome(events, current)
-        b = outcome(events, other, [(t.speech_start_ns, t.speech_end_ns) for t in a.turns if t.barged_in])
-        rows.append((a, b, compare(a.turns, b.turns)))
+def replay_session(records: list[Raw], given: dict[str, str]) -> tuple[Outcome, Outcome, list[Change]]:
+    """One session under both policies and what changed (the outcomes without their decisions: they may cross
+    processes)."""
+    events = decoded(records)
+    a = outcome(events, _policy(()))
+    b = outcome(events, _policy(tuple(sorted(given.items()))),
+                [(t.speech_start_ns, t.speech_end_ns) for t in a.turns if t.barged_in])
+    return replace(a, decisions=()), replace(b, decisions=()), compare(a.turns, b.turns)
+
+
+@cache
+def _policy(given: tuple[tuple[str, str], ...]) -> Policy:
+    return policy_for(dict(given))
+
+
+def run(sessions: dict[str, list[Raw]], given: dict[str, str], jobs: int = 1) -> dict[str, Any]:
+    """Both runs of every session (over ``jobs`` processes): the outcomes, what changed, and the summaries."""
+    work = partial(replay_session, given=given)
+    if jobs > 1 and len(sessions) > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            rows = list(pool.map(work, sessions.values(), chunksize=max(1, len(sessions) // (4 * jobs))))
+    else:
+        rows = [work(records) for records in sessions.values()]
     changes = [c for _, _, cs in rows for c in cs]
     return {"rows": rows, "current": summary(a for a, _, _ in rows),
             "given": summary((b for _, b, _ in rows), changes)}
@@ -167,6 +186,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--settings", type=Path, metavar="FILE", help="turn settings to change, NAME=VALUE lines")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the tables")
     parser.add_argument("--png", type=Path, metavar="FILE", help="also plot the two timelines (extra `ops`)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="replay the sessions in N processes")
     args = parser.parse_args(argv)
     try:
         given = read_settings_file(args.settings.read_text()) if args.settings else {}
@@ -177,14 +197,15 @@ def main(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = CommonSettings()
-    sessions = asyncio.run(read_inputs(settings, args.session, since))
+    sessions = asyncio.run(read_records(settings, args.session, since))
     if since is not None:  # a session begun before the window would replay from its middle: left out
-        sessions = {k: v for k, v in sessions.items() if any(isinstance(e, SessionStarted) for e in v)}
+        sessions = {k: v for k, v in sessions.items()
+                    if any(isinstance(e, SessionStarted) for e in decoded(r for r in v if r[0] == SESSIONS.name))}
     if not sessions:
         print(f"no recorded inputs for {'session ' + args.session if args.session else 'that window'} on "
               f"{settings.kafka_bootstrap}", file=sys.stderr)
         return 1
-    result = run(sessions, given)
+    result = run(sessions, given, max(1, args.jobs))
     print(json.dumps(as_json(result, given), indent=2) if args.json else as_text(result, given))
     if args.png:
         try:

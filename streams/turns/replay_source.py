@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 # What the turn processor decides from (its agent's SOURCES: a test keeps them equal), each kept for replays.
 INPUTS: tuple[TopicSpec, ...] = tuple(s for s in REGISTRY if "streams" in s.readers and s.replayable)
+_CODECS = {spec.name: spec.codec for spec in INPUTS}
+_INPUT_OF = {model: spec for spec in INPUTS for model in spec.models}
+T = TypeVar("T")
+Raw = tuple[str, bytes | None, bytes | None]  # a record: its topic (registry name), value and type header
 
 
 # Nine in ten input events are the VAD's heartbeats: they are parsed and validated straight from the JSON bytes
@@ -56,48 +60,67 @@ def partition_of(session_id: str, partitions: int) -> int:
     return int(DefaultPartitioner()(session_id.encode(), every, every))
 
 
-def merge(partitions: Iterable[list[tuple[int, Inbound]]]) -> dict[str, list[Inbound]]:
-    """Each session's events from (timestamp, event) lists, one per partition in its order: merged by timestamp
-    (each list keeps its own order, whatever its timestamps)."""
-    sessions: dict[str, list[Inbound]] = {}
-    for _, event in heapq.merge(*partitions, key=lambda item: item[0]):
-        sessions.setdefault(event.session_id, []).append(event)
+def merge(partitions: Iterable[list[tuple[int, str, T]]]) -> dict[str, list[T]]:
+    """Each session's items from (timestamp, session id, item) lists, one per partition in its order, merged by
+    timestamp (each list keeps its own order, whatever its timestamps)."""
+    sessions: dict[str, list[T]] = {}
+    for _, session_id, item in heapq.merge(*partitions, key=lambda entry: entry[0]):
+        sessions.setdefault(session_id, []).append(item)
     return sessions
 
 
-async def read_inputs(settings: CommonSettings, session_id: str | None = None,
-                      since_ms: int | None = None) -> dict[str, list[Inbound]]:
-    """The decision inputs of one session (``session_id``) or of every session, optionally only the records
-    produced since ``since_ms`` (Unix ms), each session's in an order the live processor could have read them."""
+def encoded(events: Iterable[Inbound]) -> list[Raw]:
+    """Events as they lie on their topics (the bench and the tests start from here)."""
+    out: list[Raw] = []
+    for e in events:
+        spec = _INPUT_OF[type(e)]
+        out.append((spec.name, spec.codec.encode(e), e.type.encode()))
+    return out
+
+
+def decoded(records: Iterable[Raw]) -> list[Inbound]:
+    """A session's events from its records; an undecodable one is left out, as the live processor leaves it out
+    (it goes to the dead-letter topic and decides nothing)."""
+    out: list[Inbound] = []
+    for topic, value, type_header in records:
+        try:
+            out.append(decode(_CODECS[topic], value, type_header))
+        except DecodeError:
+            log.debug("undecodable input record on %s skipped", topic)
+    return out
+
+
+async def read_records(settings: CommonSettings, session_id: str | None = None,
+                       since_ms: int | None = None) -> dict[str, list[Raw]]:
+    """The input records of one session (``session_id``) or of every session, optionally only those produced
+    since ``since_ms`` (Unix ms): each session's in an order the live processor could have read them."""
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()
     try:
-        codecs: dict[str, Any] = {}
-        tps: list[TopicPartition] = []
-        for spec in INPUTS:
-            topic = settings.topic(spec.name)
-            codecs[topic] = spec.codec
-            parts = [partition_of(session_id, spec.partitions)] if session_id else range(spec.partitions)
-            tps += [TopicPartition(topic, p) for p in parts]
+        tps = [TopicPartition(settings.topic(spec.name), p) for spec in INPUTS
+               for p in ([partition_of(session_id, spec.partitions)] if session_id else range(spec.partitions))]
         start = None
         if since_ms is not None:
             found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
             ends = await consumer.end_offsets(tps)
             start = {tp: found[tp].offset if found.get(tp) is not None else ends[tp] for tp in tps}
         key = session_id.encode() if session_id else None
-        lists: dict[TopicPartition, list[tuple[int, Inbound]]] = {tp: [] for tp in tps}
-        skipped = 0
+        lists: dict[TopicPartition, list[tuple[int, str, Raw]]] = {tp: [] for tp in tps}
         async for record in read_to_end(consumer, tps, start):
-            if key is not None and record.key != key:
+            if record.key is None or (key is not None and record.key != key):
                 continue
-            try:
-                event = decode(codecs[record.topic], record.value, dict(record.headers or ()).get(TYPE_HEADER))
-            except DecodeError:
-                skipped += 1  # the live processor dead-lettered it: it decided nothing either
-                continue
-            lists[TopicPartition(record.topic, record.partition)].append((record.timestamp, event))
-        if skipped:
-            log.warning("%d undecodable input records skipped (as the live processor skips them)", skipped)
+            raw = (record.topic.removeprefix(settings.topic_prefix), record.value,
+                   dict(record.headers or ()).get(TYPE_HEADER))
+            lists[TopicPartition(record.topic, record.partition)].append(
+                (record.timestamp, record.key.decode(errors="replace"), raw))
         return merge(lists.values())
     finally:
         await consumer.stop()
+
+
+async def read_inputs(settings: CommonSettings, session_id: str | None = None,
+                      since_ms: int | None = None) -> dict[str, list[Inbound]]:
+    """``read_records``, decoded."""
+    sessions = {sid: decoded(records) for sid, records in (await read_records(settings, session_id,
+                                                                              since_ms)).items()}
+    return {sid: events for sid, events in sessions.items() if events}

@@ -21,7 +21,7 @@ from streams.turns.replay import (
     summary,
 )
 from streams.turns.replay_cli import as_json, as_text, run, since_ms
-from streams.turns.replay_source import merge
+from streams.turns.replay_source import decoded, encoded, merge
 from tests.streams.replay import fixture_name, fixture_paths, load_fixture
 from tests.streams.replay.test_replay import transcripts_behind
 
@@ -96,16 +96,17 @@ def test_since_and_percentiles() -> None:
 
 def test_merge_keeps_each_partition_s_order() -> None:
     events = pause_then_more().events
-    vad = [(i, e) for i, e in enumerate(events) if e.type != "transcript_final" and "transcript" not in e.type]
-    asr = [(0, e) for e in events if "transcript" in e.type]  # all stamped early: read first, still in order
+    vad = [(i, S, e) for i, e in enumerate(events) if "transcript" not in e.type]
+    asr = [(0, S, e) for e in events if "transcript" in e.type]  # all stamped early: read first, still in order
     merged = merge([vad, asr])[S]
-    assert [e for e in merged if "transcript" in e.type] == [e for _, e in asr]
-    assert [e for e in merged if "transcript" not in e.type] == [e for _, e in vad]
+    assert [e for e in merged if "transcript" in e.type] == [e for _, _, e in asr]
+    assert [e for e in merged if "transcript" not in e.type] == [e for _, _, e in vad]
+    assert decoded(encoded(events)) == events
 
 
 def test_the_command_s_outputs() -> None:
     given = {"VOICEBUS_TURN_SILENCE_MS": "1000"}
-    result = run({S: pause_then_more().events}, given)
+    result = run({S: encoded(pause_then_more().events)}, given)
     text = as_text(result, given)
     assert "merged" in text and "endpointing p50" in text and "500 ms" in text and "1000 ms" in text
     doc = json.loads(json.dumps(as_json(result, given)))
@@ -118,7 +119,7 @@ def test_the_plot(tmp_path) -> None:
     pytest.importorskip("matplotlib")
     from streams.turns.replay_cli import plot
 
-    plot(run({S: pause_then_more().events}, {"VOICEBUS_TURN_SILENCE_MS": "1000"}), tmp_path / "replay.png")
+    plot(run({S: encoded(pause_then_more().events)}, {"VOICEBUS_TURN_SILENCE_MS": "1000"}), tmp_path / "replay.png")
     assert (tmp_path / "replay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -181,3 +182,11 @@ def test_the_replay_reads_what_the_turn_processor_reads() -> None:
     from streams.turns.replay_source import INPUTS
 
     assert sorted(s.name for s in INPUTS) == sorted(s.name for s in SOURCES)
+
+
+def test_sessions_replayed_in_processes_give_what_one_process_gives() -> None:
+    sessions = {f"{i:032x}": encoded(Conversation(f"{i:032x}").say(500, 1500, "i want to go")
+                                     .say(2200 + 100 * i, 3000 + 100 * i, "somewhere warm").wait(6000).events)
+                for i in range(4)}
+    given = {"VOICEBUS_TURN_SILENCE_MS": "800"}
+    assert run(sessions, given, jobs=2) == run(sessions, given)
