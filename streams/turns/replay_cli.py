@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import re
 import sys
 import time
@@ -68,14 +69,25 @@ def _policy(given: tuple[tuple[str, str], ...]) -> Policy:
     return policy_for(dict(given))
 
 
+_SHARED: list[list[Raw]] = []  # the sessions, for forked workers to read (not pickled over to them)
+
+
+def _replay_shared(i: int, given: dict[str, str]) -> tuple[Outcome, Outcome, list[Change]]:
+    return replay_session(_SHARED[i], given)
+
+
 def run(sessions: dict[str, list[Raw]], given: dict[str, str], jobs: int = 1) -> dict[str, Any]:
     """Both runs of every session (over ``jobs`` processes): the outcomes, what changed, and the summaries."""
-    work = partial(replay_session, given=given)
     if jobs > 1 and len(sessions) > 1:
-        with ProcessPoolExecutor(jobs) as pool:
-            rows = list(pool.map(work, sessions.values(), chunksize=max(1, len(sessions) // (4 * jobs))))
+        _SHARED[:] = sessions.values()  # forked workers inherit it: only indices and outcomes cross
+        try:
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+                rows = list(pool.map(partial(_replay_shared, given=given), range(len(_SHARED)),
+                                     chunksize=max(1, len(_SHARED) // (4 * jobs))))
+        finally:
+            _SHARED.clear()
     else:
-        rows = [work(records) for records in sessions.values()]
+        rows = [replay_session(records, given) for records in sessions.values()]
     changes = [c for _, _, cs in rows for c in cs]
     return {"rows": rows, "current": summary(a for a, _, _ in rows),
             "given": summary((b for _, b, _ in rows), changes)}
