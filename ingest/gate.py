@@ -93,10 +93,10 @@ class Gate:
         if self._barge is not None and self._raw is not None:
             heard = max(f.clean_p, f.raw_p if f.raw_p is not None and double_talk else 0.0)
             for d in self._barge.push(f.media_ns, f.wall_ns, heard):
+                # Checked once per start: a vetoed echo keeps this segmenter in speech until it ends, so a leak
+                # is not re-checked every few frames (each check is another chance to mistake it).
                 if isinstance(d, SpeechStart) and not (echo_possible and self._is_echo(echo_match())):
                     barge_in = d
-                elif isinstance(d, SpeechStart):  # the echo: listen afresh, or a person after it goes unheard
-                    self._barge = self._segmenter()
             # AEC3 that has had no echo to learn from (a headset, a browser that cancels its own) suppresses the
             # person along with the echo it expects: speech on the raw microphone that is not the reply counts.
             for d in self._raw.push(f.media_ns, f.wall_ns, f.raw_p or 0.0):
