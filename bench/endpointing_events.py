@@ -6,7 +6,8 @@ SpeechStopped ``vad_silence_ms`` after the last voiced frame, VadProgress on eve
 speech stopped and otherwise every 200 ms. The ASR follows its worker (inference/asr_worker.py) and the
 contract in schemas.conversation: from SpeechStarted it emits a partial every ``partial_ms`` of audio fed,
 stamped with the audio fed so far (past the speech end, through the hangover), then the final right after
-SpeechStopped, stamped no earlier than the last partial.
+SpeechStopped, stamped no earlier than the last partial, with the utterance's end-of-turn score just before it
+when one is given.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from schemas.audio import FRAME_MS
 from schemas.base import Event, Stamper
-from schemas.conversation import TranscriptFinal, TranscriptPartial
+from schemas.conversation import EndOfTurnScored, TranscriptFinal, TranscriptPartial
 from schemas.edge import (
     PlayoutFinished,
     PlayoutInterrupted,
@@ -64,9 +65,10 @@ class Conversation:
         return self
 
     def say(self, start_ms: int, end_ms: int, text: str | None = "", *,
-            barge_in: tuple[str, int] | None = None) -> Conversation:
+            barge_in: tuple[str, int] | None = None, p_complete: float | None = None) -> Conversation:
         """Speech from ``start_ms`` to ``end_ms`` (its last voiced frame), then its final transcript unless
-        ``text`` is None. ``barge_in=(turn_id, played_ms)``: the edge stopped that reply when speech started."""
+        ``text`` is None. ``barge_in=(turn_id, played_ms)``: the edge stopped that reply when speech started.
+        ``p_complete``: the end-of-turn score sent just before the final."""
         start, end = _frame_ms(start_ms), _frame_ms(end_ms)
         assert start >= self.t_ms and end >= start + self.confirm_ms, (start, end, self.t_ms)
         self.wait(start)
@@ -93,6 +95,8 @@ class Conversation:
         self._edge(SpeechStopped, stop, speech_start_media_ns=start * MS, speech_end_media_ns=end * MS,
                    speech_end_wall_ns=WALL0_NS + end * MS)
         self._progress_until = stop + self.progress_after_ms
+        if p_complete is not None:
+            self.score(start, end, p_complete, at_ms=stop + FRAME_MS)
         if text is not None:
             self.final(start, end, text, at_ms=stop + FRAME_MS)  # the worker has fed the frame past the stop
         return self
@@ -108,6 +112,13 @@ class Conversation:
         self.events.append(TranscriptFinal(**envelope, text=text,
                                            start_media_ns=start_ms * MS, end_media_ns=end_ms * MS,
                                            engine="script"))
+        return self
+
+    def score(self, start_ms: int, end_ms: int, p_complete: float, at_ms: int | None = None) -> Conversation:
+        at = self.t_ms if at_ms is None else at_ms
+        envelope = self._stamp["asr"](at * MS, WALL0_NS + (at + self.asr_lag_ms) * MS)
+        self.events.append(EndOfTurnScored(**envelope, start_media_ns=start_ms * MS, end_media_ns=end_ms * MS,
+                                           probability=p_complete, engine="script"))
         return self
 
     def playout_started(self, turn_id: str) -> Conversation:
