@@ -118,6 +118,11 @@ class AsrWorker:
         m.counter("voicebus_asr_utterances_total", "Recogniser streams opened.", lambda: self.stats.utterances)
         m.counter("voicebus_asr_recogniser_errors_total", "Recogniser failures (the utterance is dropped).",
                   lambda: self.stats.errors)
+        m.counter("voicebus_asr_turn_scores_total", "End-of-turn scores sent (one per speech stop).",
+                  lambda: self.stats.scores)
+        m.counter("voicebus_asr_turn_scores_missed_total", "Speech stops whose end-of-turn score was late or "
+                  "failed: the final went alone and the turn processor used silence and text.",
+                  lambda: self.stats.scores_missed)
 
     async def wait_for(self, predicate: Any, timeout: float) -> None:
         """Until ``predicate(self)`` holds (tests and benchmarks wait on it); TimeoutError after ``timeout`` s."""
