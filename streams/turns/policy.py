@@ -60,7 +60,7 @@ class Policy:
             return "incomplete"
         return "neutral"
 
-    def heard_ending(self, probability: float | None) -> Ending | None:
+    def scored_ending(self, probability: float | None) -> Ending | None:
         """What the end-of-turn model says of the pause (None: no score, the model is off or was late)."""
         if probability is None:
             return None
@@ -81,7 +81,7 @@ class Policy:
             "neutral": self.silence_ns,
             "incomplete": self.incomplete_silence_ns,
         }[by_text]
-        by_model = self.heard_ending(probability)
+        by_model = self.scored_ending(probability)
         if by_model == "complete":
             chosen = self.silence_ns if by_text == "incomplete" else min(rules, self.confident_silence_ns)
         elif by_model == "incomplete":
@@ -94,4 +94,4 @@ class Policy:
         """Offer a speculative turn only when it may be finished: a continuation word, or the model hearing the
         person mid-thought, says it is not."""
         return (bool(text.strip()) and self.ending(text) != "incomplete"
-                and self.heard_ending(probability) != "incomplete")
+                and self.scored_ending(probability) != "incomplete")
