@@ -13,7 +13,7 @@ member="pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
 sha256="2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"  # 8,679,182 bytes
 dest="inference/engines/data/smart-turn-v3.2-cpu.onnx"
 
-if [ -f "$dest" ] && echo "$sha256  $dest" | sha256sum -c --quiet - 2>/dev/null; then
+if [ -f "$dest" ] && echo "$sha256  $dest" | sha256sum -c --quiet - >/dev/null 2>&1; then
   exit 0
 fi
 tmp=$(mktemp -d)
