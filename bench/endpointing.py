@@ -6,8 +6,8 @@ the embedded recogniser and Smart Turn in the loop (bench.endpointing_audio); "-
 Per data set and setting: endpointing delay p50/p95 (commit - speech end, in media time:
 the decision alone, without transport), when the responder can start (a speculative offer that was not
 withdrawn, otherwise the commit) and the head start that gives its model time, the premature-commit rate (commits made while the person had not
-finished the turn, over all commits) and withdrawn speculative offers per turn. Delays are the decision on the media clock: in the running system the
-score comes with the final, so add the scorer's time (bench.smart_turn: about 40-60 ms per item here).
+finished the turn, over all commits) and withdrawn speculative offers per turn. Delays are the decision on the media clock; with Smart Turn the score
+and the final come SCORE_MS later (the scorer's measured time per item).
 
     .venv/bin/python -m bench.endpointing [--speech ../shared/data/speech]
 """
@@ -31,6 +31,9 @@ from streams.turns.core import Context, initial, step
 from streams.turns.policy import Policy
 
 SID = "e" * 32
+# Features and inference of one score at batch 1 (bench.smart_turn: 45-65 ms here): the score and the final
+# it goes out before come this much later than without a scorer (pocketsphinx's final alone takes ~5 ms).
+SCORE_MS = 60
 GAP_BETWEEN_TURNS_MS = 4000  # silence after each turn: the agent's side, long enough for any threshold
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,7 +65,7 @@ class Result:
 
 def simulate(track: Track, policy: Policy, result: Result, scores: bool = False) -> None:
     """One speaker's turns, one after another with the agent's silence between them, through the core."""
-    conv = Conversation(SID)
+    conv = Conversation(SID, final_delay_ms=SCORE_MS if scores else 0)
     spans: list[tuple[int, int]] = []  # per turn: media start, end of its last utterance
     offset = 500
     for turn in track:
