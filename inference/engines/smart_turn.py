@@ -34,7 +34,7 @@ class SmartTurn(TurnEndEngine):
 
     name = "smart-turn-v3.2"
 
-    def __init__(self, path: Path | None = None, max_batch: int = 8) -> None:
+    def __init__(self, path: Path | None = None, max_batch: int = 1) -> None:
         self._path = path or model_path()
         self._max_batch = max_batch
         self._session: Any = None
