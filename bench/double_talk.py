@@ -37,6 +37,7 @@ FIRST_REPLY = "Hello, I can help you plan your trip today."
 PERSON_DBFS, REPLY_DBFS, NOISE_DBFS = -26.0, -20.0, -60.0
 ONSETS_S = (0.2, 0.4, 0.6, 0.8, 1.0)
 PERSON_S = 2.0  # of each person's clip, from its speech onset
+ECHO_RUNS = 4  # sessions per reply with echo alone
 LATE_S = 1.5  # a barge-in this long after the onset no longer counts as reacting to it
 
 
@@ -174,8 +175,9 @@ def trials(make: Callable[[], Listener], config: Config, replies: list[np.ndarra
            persons: list[np.ndarray], onsets: tuple[float, ...]) -> Iterator[Trial]:
     rng = np.random.default_rng(1)
     lead = first if config.later else None
-    for i, reply in enumerate(replies):
-        yield run_trial(make(), config, reply, lead, None, None, rng)
+    for reply in replies:
+        for _ in range(ECHO_RUNS):  # each with its own microphone noise
+            yield run_trial(make(), config, reply, lead, None, None, rng)
     for i, person in enumerate(persons):
         for onset in onsets:
             yield run_trial(make(), config, replies[i % len(replies)], lead, person, onset, rng)
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     persons = [level(p, PERSON_DBFS) for p in people()]
     onsets = (0.2, 0.6, 1.0) if args.quick else ONSETS_S
     print(f"{len(persons)} people x {len(onsets)} onsets per configuration; echo alone: "
-          f"{sum(len(r) for r in replies) / RATE:.0f} s of reply per configuration")
+          f"{ECHO_RUNS * sum(len(r) for r in replies) / RATE:.0f} s of reply per configuration")
     print(f"{'configuration':28} {'recall':>12} {'early':>6} {'false/min':>10} {'react p50':>10} {'react p95':>10}")
     for delay in (40, 120):
         for echo_db in (-6.0, -12.0):

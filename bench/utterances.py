@@ -182,6 +182,7 @@ class Utterance:
     reply_onset: float | None = None  # wall time the first loud audio of that reply arrived
     reply_end: float | None = None
     barged_in: bool = False  # the script interrupted the reply with its next utterance
+    barge_in_reaction_ms: float | None = None  # the next utterance's onset -> the reply's last audio heard
     interrupted_ms: int | None = None  # the answering reply was cut off after this much
     edge_speech_ms: list[tuple[int, int | None]] = field(default_factory=list)
     note: str = ""

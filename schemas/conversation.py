@@ -12,14 +12,18 @@ The ASR (producer) keeps, per session:
 - the event's own ``media_ns`` is the session's media clock when it was made: the end of the audio the
   recogniser had consumed. It never goes backwards within one worker's stream for a session, so a final is
   never stamped before the partials it supersedes;
-- ``seq`` counts up per session within one worker; a worker that takes a session over starts again.
+- ``seq`` counts up per session within one worker; a worker that takes a session over starts again;
+- with an end-of-turn scorer on, for an utterance that the VAD stopped, at most one EndOfTurnScored with the
+  same span as its final, sent *before* that final (so a consumer that waits for the final has the score).
 
 The turn processor (consumer) relies on nothing else. In particular it must not assume:
 - any order between voice.transcripts and voice.vad / voice.playout (separate topics, read independently: a
   final may come before its SpeechStopped, or seconds after it);
 - that ``seq`` or ``media_ns`` increase across workers (a rebalance restarts both).
 So it identifies a final by its span, applies a repeated final once, matches finals to turns by span overlap
-(never by arrival), and treats partials as hints that a later final supersedes.
+(never by arrival), and treats partials as hints that a later final supersedes. A score is joined to its
+utterance by the span too; one that comes after its utterance's final breaks the order above and is ignored, so
+every interleaving of the topics decides the same.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from __future__ import annotations
 from typing import Literal
 
 from schemas.base import Event, TurnEvent
-from schemas.bounds import Count, MediaMs, MediaNs, Name, NodeId, Pcm16, Text
+from schemas.bounds import Count, MediaMs, MediaNs, Name, NodeId, Pcm16, Probability, Text
 from schemas.upcast import Payload, upcaster
 
 
@@ -48,6 +52,18 @@ class TranscriptFinal(Event):
     text: Text
     start_media_ns: MediaNs
     end_media_ns: MediaNs
+    engine: Name = ""
+
+
+class EndOfTurnScored(Event):
+    """How likely the person finished their turn at the end of one utterance (``probability``: P(complete)),
+    judged from the sound of the turn up to the pause (an audio model, e.g. Smart Turn). The span is the
+    utterance's, as in its TranscriptFinal."""
+
+    type: Literal["end_of_turn_scored"] = "end_of_turn_scored"
+    start_media_ns: MediaNs
+    end_media_ns: MediaNs
+    probability: Probability
     engine: Name = ""
 
 

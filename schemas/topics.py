@@ -21,6 +21,7 @@ from schemas.audio import AudioFrame
 from schemas.codec import AudioCodec, JsonCodec
 from schemas.conversation import (
     BargeIn,
+    EndOfTurnScored,
     FalseInterruption,
     ReplyAudioChunk,
     ReplyCancelled,
@@ -67,7 +68,7 @@ def _codec(*models: Any) -> JsonCodec[Any]:
 VadEvent = _union(SpeechStarted, SpeechStopped, VadProgress)
 SessionEvent = _union(SessionStarted, SessionEnded)
 PlayoutEvent = _union(PlayoutStarted, PlayoutFinished, PlayoutInterrupted)
-TranscriptEvent = _union(TranscriptPartial, TranscriptFinal)
+TranscriptEvent = _union(TranscriptPartial, TranscriptFinal, EndOfTurnScored)
 TurnDecision = _union(TurnSpeculative, TurnCommitted, TurnCancelled, BargeIn, FalseInterruption, TurnEnded)
 ReplyEvent = _union(ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, ReplyResumed)
 TelemetryEvent = StageStamped
@@ -116,8 +117,9 @@ SESSIONS = _json_topic("voice.sessions", "session lifecycle at the edge", "inges
 PLAYOUT = _json_topic("voice.playout", "what the edge actually played of each reply, and barge-ins",
                       "ingest", PlayoutStarted, PlayoutFinished, PlayoutInterrupted, readers=("streams",),
                       replayable=True)
-TRANSCRIPTS = _json_topic("voice.transcripts", "partial and final transcripts with media time spans", "asr",
-                          TranscriptPartial, TranscriptFinal, readers=("streams",), replayable=True)
+TRANSCRIPTS = _json_topic("voice.transcripts", "partial and final transcripts, and end-of-turn scores, with media "
+                          "time spans", "asr", TranscriptPartial, TranscriptFinal, EndOfTurnScored,
+                          readers=("streams",), replayable=True)
 TURNS = _json_topic("voice.turns", "turn decisions: speculative, committed, cancelled, barge-in, ended",
                     "streams", TurnSpeculative, TurnCommitted, TurnCancelled, BargeIn, FalseInterruption,
                     TurnEnded, readers=("responder", "telemetry"), replayable=True)

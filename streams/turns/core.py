@@ -7,7 +7,9 @@ telemetry), it never makes one, so replaying a session's events gives the same d
 The topics are read independently, so events of one session arrive in any interleaving of their topics (each
 topic in order). The edge's events (VAD, playout, sessions) carry one sequence per session and are applied once
 by a watermark; transcripts follow the ASR contract in ``schemas.conversation``: a final is identified by its
-span and matched to a turn by overlap, whatever order it arrives in.
+span and matched to a turn by overlap, whatever order it arrives in. An end-of-turn score is joined to the
+utterance that ends at its span's end; the ASR sends it before the utterance's final and a pause is judged only
+once that final is in (or given up on), so the score is there whenever it can matter, in every interleaving.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from schemas.base import Envelope, Event
 from schemas.conversation import (
     BargeIn,
+    EndOfTurnScored,
     FalseInterruption,
     TranscriptFinal,
     TranscriptPartial,
@@ -39,10 +42,10 @@ from schemas.edge import (
 )
 from schemas.telemetry import Stage, StageStamped
 from streams.turns.policy import Policy
-from streams.turns.state import Final, HeldEvent, Interruption, OpenTurn, Segment, TurnState
+from streams.turns.state import Final, HeldEvent, Interruption, OpenTurn, Score, Segment, TurnState
 
 Inbound = (
-    SpeechStarted | SpeechStopped | VadProgress | TranscriptPartial | TranscriptFinal
+    SpeechStarted | SpeechStopped | VadProgress | TranscriptPartial | TranscriptFinal | EndOfTurnScored
     | PlayoutStarted | PlayoutFinished | PlayoutInterrupted | SessionStarted | SessionEnded
 )
 # Each source is read from its own topic. The edge's sources have a (media_ns, seq) watermark each: an event at
@@ -50,7 +53,7 @@ Inbound = (
 # .conversation): finals are applied once by their span instead.
 SOURCES: dict[type[Event], str] = {
     SpeechStarted: "vad", SpeechStopped: "vad", VadProgress: "vad",
-    TranscriptPartial: "asr", TranscriptFinal: "asr",
+    TranscriptPartial: "asr", TranscriptFinal: "asr", EndOfTurnScored: "asr",
     PlayoutStarted: "playout", PlayoutFinished: "playout", PlayoutInterrupted: "playout",
     SessionStarted: "sessions", SessionEnded: "sessions",
 }
@@ -101,6 +104,12 @@ def _applied(state: TurnState, source: str, event: Inbound) -> bool:
         span = (event.start_media_ns, event.end_media_ns)
         return event.end_media_ns <= state.decided_until_ns or any((f.start_ns, f.end_ns) == span
                                                                     for f in state.finals)
+    if isinstance(event, EndOfTurnScored):
+        # Once its utterance's final is in, a score is late (the ASR sends it first): taking it would make the
+        # decision depend on when it came. A repeated one is applied once.
+        span = (event.start_media_ns, event.end_media_ns)
+        return event.end_media_ns <= state.decided_until_ns or any(
+            (x.start_ns, x.end_ns) == span for x in (*state.scores, *state.finals))
     if isinstance(event, TranscriptPartial):
         return False  # a hint only: applying one twice changes nothing
     last = state.seen.get(source)
@@ -171,6 +180,9 @@ class _Step:
             self.set(finals=(*self.s.finals, Final(start_ns=e.start_media_ns, end_ns=e.end_media_ns,
                                                    text=e.text.strip(), wall_ns=e.wall_ns)))
             self.words(self.s.finals[-1])
+        elif isinstance(e, EndOfTurnScored):
+            self.set(scores=(*self.s.scores, Score(start_ns=e.start_media_ns, end_ns=e.end_media_ns,
+                                                   probability=e.probability)))
         # A TranscriptPartial changes nothing here: its final follows (the ASR contract) and decides.
         elif isinstance(e, PlayoutStarted):
             self.set(reply=e.turn_id)
@@ -202,8 +214,9 @@ class _Step:
         segment = Segment(start_ns=start, announced_ns=max(start, self.s.utterance_announced_ns))
         if turn is None:
             # Finals from well before this speech (noise that did not open a turn) are not part of it.
-            kept = tuple(f for f in self.s.finals if f.end_ns > self.lead_from(start))
-            self.set(turn=OpenTurn(segments=(segment,)), finals=kept)
+            lead = self.lead_from(start)
+            self.set(turn=OpenTurn(segments=(segment,)), finals=tuple(f for f in self.s.finals if f.end_ns > lead),
+                     scores=tuple(x for x in self.s.scores if x.end_ns > lead))
         else:
             if turn.speculative_ns is not None:
                 self.withdraw()
@@ -275,7 +288,8 @@ class _Step:
             self.emit(TurnEnded, s.turn_id(), outcome="cancelled")
         self.end_reply()  # a turn committed while the session was ending
         # The state stays (small) so that redelivered events of the session are still recognised.
-        self.set(ended=True, ending=False, speaking=False, turn=None, finals=(), reply=None, interruption=None)
+        self.set(ended=True, ending=False, speaking=False, turn=None, finals=(), scores=(), reply=None,
+                 interruption=None)
 
     # -- what the passing of media time decides --
 
@@ -321,8 +335,11 @@ class _Step:
             finals = self.finals_of(turn, i)
             text = " ".join(f.text for f in finals if f.text)
             heard = any(f.end_ns > seg.start_ns for f in finals)  # this utterance has its final
-            needed = p.silence_needed(text)
-            waited = s.now_ns - seg.end_ns >= needed + p.asr_wait_ns  # the final is not coming
+            probability = self.probability(seg)
+            needed = p.silence_needed(text, probability)
+            # The final is not coming (judged without the score: with the final missing, whether its score
+            # came is a matter of timing).
+            waited = s.now_ns - seg.end_ns >= p.silence_needed(text) + p.asr_wait_ns
             if not heard and not waited:
                 return None  # its words are due; a later pause cannot be judged before this one
             pause = s.now_ns - seg.end_ns
@@ -332,11 +349,17 @@ class _Step:
             # ~100 ms earlier): with its words on time, the turn would have been committed in between.
             if not last and turn.segments[i + 1].announced_ns - seg.end_ns > needed:
                 return i
-            if last and heard and turn.speculative_ns is None and pause >= p.speculative_ns and p.speculates(text):
+            if (last and heard and turn.speculative_ns is None and pause >= p.speculative_ns
+                    and p.speculates(text, probability)):
                 self.emit(TurnSpeculative, s.turn_id(), text=text, speech_start_media_ns=turn.start_ns,
                           speech_end_media_ns=seg.end_ns)
                 self.set_turn(speculative_ns=s.now_ns, speculative_wall_ns=self.wall_ns)
         return None
+
+    def probability(self, seg: Segment) -> float | None:
+        """P(complete) at the end of this utterance (the score of the utterance the ASR ended where the VAD
+        did), or None: no scorer, or the score was not made in time."""
+        return next((x.probability for x in reversed(self.s.scores) if x.end_ns == seg.end_ns), None)
 
     def finals_of(self, turn: OpenTurn, i: int) -> tuple[Final, ...]:
         """The finals of the turn's utterances up to the i-th (later ones wait), and of speech too short to
@@ -366,6 +389,7 @@ class _Step:
         rest = turn.segments[i + 1:]
         self.set(turn=OpenTurn(segments=rest) if rest else None,
                  finals=tuple(f for f in self.s.finals if f not in finals),
+                 scores=tuple(x for x in self.s.scores if x.end_ns > seg.end_ns),
                  decided_until_ns=max(self.s.decided_until_ns, seg.end_ns))
 
     def commit(self, turn: OpenTurn, seg: Segment, finals: tuple[Final, ...], text: str) -> None:

@@ -8,9 +8,10 @@ from collections.abc import AsyncGenerator, Sequence
 
 import pytest
 
-from inference.engines.base import LlmEngine, Message, TtsEngine
+from inference.engines.base import LlmEngine, Message
 from schemas.conversation import BargeIn, FalseInterruption
 from schemas.topics import TURNS
+from tests.inference.fakes import Tone
 from tests.inference.kafka_helpers import Turns, ended
 from tests.inference.workers import running_responder
 
@@ -31,17 +32,6 @@ class Gated(LlmEngine):
         yield FIRST + " "
         await self.more.wait()
         yield SECOND
-
-
-class Tone(TtsEngine):
-    """Half a second of audio per sentence, in 100 ms pieces."""
-
-    name, sample_rate = "tone", 16000
-
-    async def stream(self, text: str) -> AsyncGenerator[bytes, None]:
-        for _ in range(5):
-            await asyncio.sleep(0)
-            yield b"\x10\x00" * 1600
 
 
 def chunks(events, turn_id):

@@ -7,6 +7,7 @@ from typing import Any
 from schemas.audio import AudioFrame
 from schemas.conversation import (
     BargeIn,
+    EndOfTurnScored,
     FalseInterruption,
     ReplyAudioChunk,
     ReplyCancelled,
@@ -55,6 +56,8 @@ EVENTS: tuple[Any, ...] = (
                       engine="pocketsphinx"),
     TranscriptFinal(**BASE, text="what is the weather — in Zürich?", start_media_ns=10**9,
                     end_media_ns=2_100_000_000),
+    EndOfTurnScored(**BASE, start_media_ns=10**9, end_media_ns=2_100_000_000, probability=0.87,
+                    engine="smart-turn-v3.2"),
     TurnSpeculative(**TURN, node_id=NODE, text="what is the weather", speech_start_media_ns=900_000_000,
                     speech_end_media_ns=2_100_000_000),
     TurnCommitted(**TURN, node_id=NODE, text="what is the weather", speech_start_media_ns=900_000_000,

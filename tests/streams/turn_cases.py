@@ -187,6 +187,40 @@ CASES: dict[str, tuple[Callable[[], Conversation], Policy, list[tuple[Any, ...]]
         [("turn_speculative", "1", "hello there"), ("turn_committed", "1", "hello there"),
          ("turn_cancelled", "1", "session_ended"), ("turn_ended", "1", "cancelled")],
     ),
+    # The end-of-turn model's P(complete) (EndOfTurnScored, sent just before the final) with the text.
+    "model sure the person finished: committed as soon as its score is in, no speculation needed": (
+        lambda: conv().say(500, 1500, "hello there", p_complete=0.9).wait(2600), DEFAULT,
+        [("turn_committed", "1", "hello there")],
+    ),
+    "model hears the person mid-thought: a 900 ms pause stays inside the turn, nothing speculative": (
+        lambda: (conv().say(500, 1500, "i went to the shop", p_complete=0.1)
+                 .say(2400, 3000, "yesterday", p_complete=0.9).wait(4000)), DEFAULT,
+        [("turn_committed", "1", "i went to the shop yesterday")],
+    ),
+    "the same pause without scores: two turns (the silence rules alone)": (
+        lambda: conv().say(500, 1500, "i went to the shop").say(2400, 3000, "yesterday").wait(4000), DEFAULT,
+        [("turn_speculative", "1", "i went to the shop"), ("turn_committed", "1", "i went to the shop"),
+         ("turn_speculative", "2", "yesterday"), ("turn_committed", "2", "yesterday")],
+    ),
+    "model unsure: the text rules decide, as without a score": (
+        lambda: conv().say(500, 1500, "hello there", p_complete=0.5).wait(2600), DEFAULT,
+        [("turn_speculative", "1", "hello there"), ("turn_committed", "1", "hello there")],
+    ),
+    "model sure, text ends in a continuation word: neither is trusted, the neutral silence": (
+        lambda: conv().say(500, 1500, "i would like the", p_complete=0.95).say(2100, 2600, "red one").wait(3600),
+        DEFAULT,
+        [("turn_committed", "1", "i would like the"), ("turn_speculative", "2", "red one"),
+         ("turn_committed", "2", "red one")],
+    ),
+    "a score read after its final breaks the ASR contract: ignored, the silence rules decide": (
+        lambda: conv().say(500, 1500, "hello there").score(500, 1500, 0.95).wait(2600), DEFAULT,
+        [("turn_speculative", "1", "hello there"), ("turn_committed", "1", "hello there")],
+    ),
+    "scores of a turn's earlier utterance do not judge its last pause": (
+        lambda: (conv().say(500, 1500, "well", p_complete=0.1).say(1800, 2500, "that sounds good", p_complete=0.5)
+                 .wait(3600)), DEFAULT,
+        [("turn_speculative", "1", "well that sounds good"), ("turn_committed", "1", "well that sounds good")],
+    ),
     "two turns get consecutive ids": (
         lambda: conv().say(500, 1500, "hello").wait(2500).say(4000, 5000, "goodbye").wait(6000), DEFAULT,
         [("turn_speculative", "1", "hello"), ("turn_committed", "1", "hello"),
