@@ -47,7 +47,7 @@ class FrameIn:
     raw_p: float | None  # of the raw microphone, while a reply plays (a second VAD run: only then)
     raw_rms: float  # PCM16 RMS of the raw microphone frame
     clean_rms: float  # of the cleaned frame
-    far_rms: float  # the loudest frame played within the echo's reach (the last few hundred ms)
+    far_rms: float  # the loudest frame played within the echo's reach (the last second)
     playing: bool  # a reply is playing and can be interrupted
 
 
