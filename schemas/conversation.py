@@ -29,6 +29,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from schemas.base import Event, Nanos, NodeId, TurnEvent
+from schemas.telemetry import Stage
 from schemas.upcast import Payload, upcaster
 
 Millis = Annotated[int, Field(ge=0)]
@@ -156,3 +157,24 @@ class ReplyEnded(TurnEvent):
 
 class ReplyCancelled(TurnEvent):
     type: Literal["reply_cancelled"] = "reply_cancelled"
+
+
+class SpeechRecognised(Event):
+    """The person's words for the edge holding the session (voice.replies.<node>), so it can show them: the ASR
+    sends one with every transcript it puts on voice.transcripts, with the same envelope, text and span; ``final``
+    says which of the two it copies. Only the edge reads these; the turn processor reads voice.transcripts."""
+
+    type: Literal["speech_recognised"] = "speech_recognised"
+    text: str
+    final: bool
+    start_media_ns: Nanos
+    end_media_ns: Nanos
+
+
+class ReplyStages(TurnEvent):
+    """When the stages of the turn that the responder knows happened (wall ns by stage: ``turn_committed``,
+    ``llm_first_token``, ``tts_first_audio``), sent once, before the reply's first audio, so that the edge can
+    show the turn's latency breakdown without reading voice.telemetry, where the same times are stamped."""
+
+    type: Literal["reply_stages"] = "reply_stages"
+    stages: dict[Stage, Nanos]

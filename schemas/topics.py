@@ -25,7 +25,9 @@ from schemas.conversation import (
     ReplyAudioChunk,
     ReplyCancelled,
     ReplyEnded,
+    ReplyStages,
     ReplyText,
+    SpeechRecognised,
     TranscriptFinal,
     TranscriptPartial,
     TurnCancelled,
@@ -67,7 +69,7 @@ SessionEvent = _union(SessionStarted, SessionEnded)
 PlayoutEvent = _union(PlayoutStarted, PlayoutFinished, PlayoutInterrupted)
 TranscriptEvent = _union(TranscriptPartial, TranscriptFinal)
 TurnDecision = _union(TurnSpeculative, TurnCommitted, TurnCancelled, BargeIn, FalseInterruption, TurnEnded)
-ReplyEvent = _union(ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled)
+ReplyEvent = _union(ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, ReplyStages, SpeechRecognised)
 TelemetryEvent = StageStamped
 
 
@@ -126,8 +128,12 @@ TURN_STATE_CHANGELOG = TopicSpec(
 )
 
 REPLIES_PATTERN = "voice.replies.{node_id}"
-REPLIES = _json_topic(REPLIES_PATTERN, "reply audio, text, end and cancel for the sessions held by one edge node",
-                      "responder", ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, readers=("ingest",))
+# The ASR also writes here: a copy of each transcript for the edge holding the session, so that an edge reads
+# only its own sessions' words (reading voice.transcripts, every edge would read every session's).
+REPLIES = _json_topic(REPLIES_PATTERN, "reply audio, text, end, cancel and stage times, and the person's "
+                      "recognised words, for the sessions held by one edge node", "responder, asr",
+                      ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, ReplyStages, SpeechRecognised,
+                      readers=("ingest",))
 
 # Topics that exist once per deployment (the per-node reply topics are made per node: replies_topic()).
 REGISTRY: tuple[TopicSpec, ...] = (AUDIO, VAD, SESSIONS, PLAYOUT, TRANSCRIPTS, TURNS, TELEMETRY, DLQ,

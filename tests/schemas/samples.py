@@ -11,7 +11,9 @@ from schemas.conversation import (
     ReplyAudioChunk,
     ReplyCancelled,
     ReplyEnded,
+    ReplyStages,
     ReplyText,
+    SpeechRecognised,
     TranscriptFinal,
     TranscriptPartial,
     TurnCancelled,
@@ -73,6 +75,9 @@ EVENTS: tuple[Any, ...] = (
     ReplyText(**TURN, text="It is sunny."),
     ReplyEnded(**TURN, chunks=12),
     ReplyCancelled(**TURN),
+    ReplyStages(**TURN, stages={"turn_committed": WALL - 30_000_000, "llm_first_token": WALL - 10_000_000,
+                                "tts_first_audio": WALL}),
+    SpeechRecognised(**BASE, text="what is the wea", final=False, start_media_ns=10**9, end_media_ns=2 * 10**9),
 )
 
 FRAME = AudioFrame(SESSION, 7, WALL, 140_000_000, 16000, bytes(range(256)) * 2 + b"\x00" * 128, flags=1)
