@@ -11,6 +11,7 @@ from runtime.clickhouse import connect
 from streams.telemetry import queries
 from streams.telemetry.rows import COLUMNS, Row
 from streams.telemetry.schema import apply_schema
+from streams.telemetry.stored import store, turns_in
 
 T = TypeVar("T")
 
@@ -43,6 +44,7 @@ class ClickHouse:
             for table in WRITE_ORDER:
                 if rows.get(table):
                     self.client.insert(table, rows[table], column_names=COLUMNS[table])
+            store(self.client, turns_in(rows))  # once the raw rows are in: the turns' latency rows, again
 
         await self._call(_write)
 
