@@ -13,6 +13,8 @@ COPY streams streams
 COPY inference inference
 COPY bench bench
 COPY infra infra
+COPY scripts/fetch_smart_turn.sh scripts/
+RUN bash scripts/fetch_smart_turn.sh python
 RUN pip install --no-cache-dir -e ".[vad,aec,tts-espeak,ops]" \
  && pip install --no-cache-dir --no-deps "pocketsphinx==5.1.1" "silero-vad==6.2.3"
 ENV VOICEBUS_DATA_DIR=/data

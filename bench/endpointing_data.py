@@ -23,6 +23,7 @@ class Utterance:
     start_ms: int
     end_ms: int
     text: str
+    p_complete: float | None = None  # the end-of-turn model's score of the pause after it (endpointing_audio)
 
 
 Turn = list[Utterance]
@@ -53,12 +54,12 @@ def librivox(folder: Path) -> list[Track]:
     return tracks
 
 
-def ami(folder: Path, placeholder: str = "speech") -> list[Track]:
+def ami(folder: Path, placeholder: str = "speech", only: str = "*") -> list[Track]:
     """One track per speaker per meeting clip. A pause of one speaker is the end of their turn when someone
     else speaks in it, otherwise a pause inside the turn. AMI has no transcript here: every utterance gets
     the same neutral text, so only the silence thresholds act."""
     tracks = []
-    for rttm in sorted(folder.glob("*.rttm")):
+    for rttm in sorted(folder.glob(f"{only}.rttm")):
         segments: dict[str, list[Utterance]] = defaultdict(list)
         for line in rttm.read_text().splitlines():
             fields = line.split()

@@ -33,6 +33,7 @@ CRITICAL_PATH_HOPS = 3
 BENCH_AUDIO = [SPEECH / "misc" / "goforward.wav", SPEECH / "misc" / "jfk.wav",
                *sorted((SPEECH / "librivox").glob("*.wav"))]
 SEED = 20240601
+BARGE_IN_EVERY = 3  # every third reply is talked over by the caller's next utterance, half a second in
 
 
 def say(text: str) -> None:
@@ -41,8 +42,8 @@ def say(text: str) -> None:
 
 async def run_level(url: str, sessions: int, turns: int, stagger_s: float, seed: int,
                     telemetry_timeout_s: float) -> dict[str, Any]:
-    script = Script(BENCH_AUDIO, turns, pause_s=1.0, reply_timeout_s=20.0, barge_in_every=0, pause_max_s=2.0,
-                    seed=seed)
+    script = Script(BENCH_AUDIO, turns, pause_s=1.0, reply_timeout_s=20.0, barge_in_every=BARGE_IN_EVERY,
+                    pause_max_s=2.0, seed=seed)
     total, done = sessions * turns, 0
     say(f"level {sessions} session(s): {total} utterances")
     t0 = time.monotonic()
@@ -77,6 +78,9 @@ async def run_level(url: str, sessions: int, turns: int, stagger_s: float, seed:
              "turns_in_clickhouse": len(rows), "answering_turns_in_clickhouse": len(answered_rows),
              "failed_sessions": len(failures), "seconds": round(time.monotonic() - t0, 1),
              "client_v2v_ms_p50": pct(client, 50), "client_v2v_ms_p95": pct(client, 95), "server": server,
+             "barge_ins": summary["barge_ins"],
+             "barge_in_reaction_ms_p50": summary["client_barge_in_reaction_ms_p50"],
+             "barge_in_reaction_ms_p95": summary["client_barge_in_reaction_ms_p95"],
              "unanswered": [f"{u.session_id[:8]}/{u.index} {u.audio}: {u.note}" for u in utterances
                             if not u.answered],
              "playout_lateness_ms": await playout_lateness(url)}
@@ -110,8 +114,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"x{CRITICAL_PATH_HOPS} hops = {floor['p50_ms'] * CRITICAL_PATH_HOPS:.2f} ms",
         "",
         "| sessions | answered | turns in ClickHouse | client v2v p50 ms | client v2v p95 ms | server v2v p50 ms "
-        "| server v2v p95 ms | endpointing p50 ms | overhead p50 ms | overhead p50 / (floor p50 x hops) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| server v2v p95 ms | endpointing p50 ms | overhead p50 ms | overhead p50 / (floor p50 x hops) "
+        "| barge-ins stopped | barge-in reaction p50 / p95 ms (from the person's onset) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lvl in report["levels"]:
         srv = lvl.get("server", {})
@@ -119,7 +124,8 @@ def markdown(report: dict[str, Any]) -> str:
         ratio = None if overhead is None else overhead / max(1e-9, floor["p50_ms"] * CRITICAL_PATH_HOPS)
         cells = [lvl["sessions"], f"{lvl['answered']}/{lvl['utterances']}", lvl["turns_in_clickhouse"],
                  lvl["client_v2v_ms_p50"], lvl["client_v2v_ms_p95"], srv.get("voice_to_voice_ms_p50"),
-                 srv.get("voice_to_voice_ms_p95"), srv.get("endpointing_ms_p50"), overhead, ratio]
+                 srv.get("voice_to_voice_ms_p95"), srv.get("endpointing_ms_p50"), overhead, ratio,
+                 lvl.get("barge_ins"), f"{lvl.get('barge_in_reaction_ms_p50')} / {lvl.get('barge_in_reaction_ms_p95')}"]
         lines.append("| " + " | ".join("-" if c is None else (f"{c:.1f}" if isinstance(c, float) else str(c))
                                        for c in cells) + " |")
     return "\n".join(lines)

@@ -72,6 +72,10 @@ async def converse(url: str, token: str, script: Script, index: int,
         for n, (path, pause_s) in enumerate(plan):
             rec = recording(path)
             first_frame, _ = await mic.say(rec.clip)
+            over = utterances[-1] if utterances and utterances[-1].barged_in else None
+            if over is not None and over.answer_turn is not None:
+                over.barge_in_reaction_ms = await reaction(client, over.answer_turn, first_frame + int(
+                    rec.speech_start_s / FRAME_S), script.reply_timeout_s)
             last_speech = max(0, int(np.ceil(rec.speech_end_s / FRAME_S)) - 1)  # the frame holding the end
             end_frame = first_frame + min(len(rec.clip.frames) - 1, last_speech)
             speech_end_at = await mic.captured(end_frame)
@@ -107,6 +111,26 @@ async def converse(url: str, token: str, script: Script, index: int,
     finally:
         await client.close()
     return utterances
+
+
+async def reaction(client: EdgeClient, turn_id: str, onset_frame: int, timeout_s: float) -> float | None:
+    """Barge-in reaction as the person lives it: from the microphone frame where their speech begins to the
+    arrival of the reply's last loud frame (the edge paused or ended it). None if the reply went on."""
+    onset_at = await client.mic.captured(onset_frame)
+    hearing = client.hearing
+
+    def stopped() -> bool:
+        reply = replies_of(client.told).get(turn_id)
+        return reply is not None and (reply.paused or reply.ended_at is not None)
+
+    try:
+        await hearing.wait_for(stopped, timeout_s)
+        heard = len(hearing.loud)
+        await hearing.wait_for(lambda: len(hearing.loud) > heard + 10, 5.0)  # frames still on their way
+    except TimeoutError:
+        return None
+    last = hearing.last_loud()
+    return None if last is None else max(0.0, (hearing.arrivals[last] - onset_at) * 1000)
 
 
 # -- ClickHouse --
@@ -153,6 +177,10 @@ def summarize(utterances: list[Utterance], rows: dict[str, dict[str, Any]]) -> d
     for name, values in series.items():
         out[f"{name}_p50"] = pct(values, 50)
         out[f"{name}_p95"] = pct(values, 95)
+    reactions = [u.barge_in_reaction_ms for u in utterances if u.barge_in_reaction_ms is not None]
+    out["client_barge_in_reaction_ms_p50"] = pct(reactions, 50)  # from the person's onset to the last audio heard
+    out["client_barge_in_reaction_ms_p95"] = pct(reactions, 95)
+    out["barge_ins"] = f"{len(reactions)}/{sum(u.barged_in for u in utterances)}"
     offsets = [s[0] - u.speech_start_ms for u in utterances for s in u.edge_speech_ms[:1]]
     out["edge_onset_minus_label_ms_p50"] = pct(offsets, 50)  # checks media time = microphone frame x 20 ms
     return out

@@ -105,15 +105,25 @@ class ReplyHeard:
     started_at: float | None = None  # arrival of reply_started
     ended_at: float | None = None  # arrival of reply_ended
     played_ms: int | None = None
-    interrupted: bool = False
+    interrupted: bool = False  # a barge-in ended it (it was paused and never resumed)
     cancelled: bool = False
+    paused_ms: list[int] = field(default_factory=list)  # played when each barge-in paused it
+    resumed: int = 0  # pauses that ended in a resume (false interruptions)
+
+    @property
+    def paused(self) -> bool:
+        """Silent now: paused by a barge-in, neither resumed nor ended yet."""
+        return len(self.paused_ms) > self.resumed and self.ended_at is None
+
+
+KINDS = ("reply_started", "reply_paused", "reply_resumed", "reply_ended", "reply_cancelled")
 
 
 def replies_of(told: Sequence[Told]) -> dict[str, ReplyHeard]:
     out: dict[str, ReplyHeard] = {}
     for t in told:
         m = t.message
-        if t.type not in ("reply_started", "reply_ended", "reply_cancelled") or "turn_id" not in m:
+        if t.type not in KINDS or "turn_id" not in m:
             continue
         reply = out.get(m["turn_id"])
         if reply is None:
@@ -123,6 +133,10 @@ def replies_of(told: Sequence[Told]) -> dict[str, ReplyHeard]:
             reply.speech_start_ms, reply.speech_end_ms = m["speech_start_ms"], m.get("speech_end_ms")
         if t.type == "reply_started":
             reply.started_at = t.at
+        elif t.type == "reply_paused":
+            reply.paused_ms.append(int(m.get("played_ms", 0)))
+        elif t.type == "reply_resumed":
+            reply.resumed += 1
         elif t.type == "reply_ended":
             reply.ended_at, reply.played_ms = t.at, m.get("played_ms")
             reply.interrupted = bool(m.get("interrupted"))
@@ -168,6 +182,7 @@ class Utterance:
     reply_onset: float | None = None  # wall time the first loud audio of that reply arrived
     reply_end: float | None = None
     barged_in: bool = False  # the script interrupted the reply with its next utterance
+    barge_in_reaction_ms: float | None = None  # the next utterance's onset -> the reply's last audio heard
     interrupted_ms: int | None = None  # the answering reply was cut off after this much
     edge_speech_ms: list[tuple[int, int | None]] = field(default_factory=list)
     note: str = ""
@@ -220,7 +235,7 @@ def reply_onset(client: EdgeClient, reply: ReplyHeard, replies: dict[str, ReplyH
 
 
 def playing(client: EdgeClient) -> bool:
-    """Whether a reply is playing now, as far as the data channel says."""
+    """Whether a reply is playing now, as far as the data channel says (paused counts: it may resume)."""
     return any(r.started_at is not None and r.ended_at is None for r in replies_of(client.told).values())
 
 

@@ -2,7 +2,10 @@
 
 One recogniser stream per session while the person speaks, opened at the edge VAD's SpeechStarted (with a
 little audio from before it, kept in a short ring) and finished at its SpeechStopped, so the final text is out
-a few ms after the turn ends. The three topics are read with the range assignor: they are co-partitioned by
+a few ms after the turn ends.
+At each speech stop an end-of-turn scorer (Smart Turn) also judges the turn's audio up to the stop, and its
+score goes out just before the utterance's final: it runs here because this worker already holds the session's
+audio, while the turn processor sees only events and the edge's per-frame path must stay lean. The three topics are read with the range assignor: they are co-partitioned by
 session id, so one worker holds all of a session. Audio is short-lived state: offsets are auto-committed and a
 worker that takes over a session mid-utterance transcribes what it still finds in its ring.
 
@@ -25,15 +28,16 @@ from typing import Any
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
-from inference.engine_choice import make_asr
-from inference.engines.base import AsrEngine, AsrStream, EngineError
+from inference.engine_choice import make_asr, make_turn_scorer
+from inference.engines.base import AsrEngine, AsrStream, EngineError, TurnEndEngine
 from inference.settings import AsrSettings
 from runtime.kafka import make_consumer, make_producer
 from runtime.metrics import ServiceMetrics, serve_metrics, stop_serving
 from runtime.service import run_until_signal
+from runtime.tasks import Supervisor
 from schemas.audio import AudioFrame
 from schemas.base import Envelope, Stamper
-from schemas.conversation import SpeechRecognised, TranscriptFinal, TranscriptPartial
+from schemas.conversation import EndOfTurnScored, SpeechRecognised, TranscriptFinal, TranscriptPartial
 from schemas.dlq import decode_or_dead_letter
 from schemas.edge import SessionEnded, SessionStarted, SpeechStarted, SpeechStopped, VadProgress
 from schemas.topics import AUDIO, DLQ, REPLIES, SESSIONS, TYPE_HEADER, VAD, replies_topic, spec_for, topic_of
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 
 CONSUMES = (AUDIO, VAD, SESSIONS)  # co-partitioned: one worker holds all of a session
 RING_MS = 2000  # audio kept before a SpeechStarted arrives (the VAD topic may lag the audio topic)
+TURN_AUDIO_MS = 8000  # what the scorer sees of a turn: its last 8 s (Smart Turn's window)
+TURN_PREROLL_MS = 500  # audio before the turn's first speech start that is scored with it (as Pipecat does)
 STOP_WAIT_S = 0.5  # after SpeechStopped, finish anyway once the session's audio has stalled this long
 NODE_LOOKUP_S = 5.0  # how long a node's reply topic is looked up for; unknown nodes are looked up again after 10 s
 # Events of the subscribed topics that the worker does nothing with: a record whose type header names one is
@@ -56,6 +62,7 @@ class Utterance:
     fed_until_ns: int = 0  # media time at the end of the last frame fed
     stop_ns: int | None = None  # the VAD's speech end: finish once audio up to it was fed
     stop_seen: float = 0.0  # monotonic time the SpeechStopped arrived
+    stop_decided_ns: int | None = None  # media time of the SpeechStopped: the scored audio ends there
     vad_end_wall_ns: int | None = None  # when the edge decided speech stopped (the final's lag is from here)
     partial: str = ""
     next_partial_ns: int = 0
@@ -68,6 +75,9 @@ class Session:
     utterance: Utterance | None = None
     last_audio: float = field(default_factory=time.monotonic)
     media_ns: int = 0  # media time of the last transcript sent: never goes backwards (schemas.conversation)
+    recent: deque[AudioFrame] = field(default_factory=deque)  # the last TURN_AUDIO_MS, for the scorer
+    turn_start_ns: int = 0  # first speech start after a pause of at least asr_turn_gap_ms
+    last_end_ns: int | None = None  # the last utterance's speech end
     node_id: str = ""  # the edge node holding the session (from its VAD events): where the words are copied
 
 
@@ -80,6 +90,9 @@ class Stats:
     errors: int = 0
     final_lag_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # speech over -> final out
     finals_after_vad_end_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # wall clock
+    scores: int = 0
+    scores_missed: int = 0  # not ready within asr_turn_score_wait_ms, or failed: the final went alone
+    score_wait_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # final ready -> score ready
 
 
 def _type_header(record: Any) -> bytes | None:
@@ -97,9 +110,11 @@ def _order(item: tuple[str, Any]) -> tuple[int, int]:
 
 
 class AsrWorker:
-    def __init__(self, settings: AsrSettings, engine: AsrEngine | None = None) -> None:
+    def __init__(self, settings: AsrSettings, engine: AsrEngine | None = None,
+                 scorer: TurnEndEngine | None = None) -> None:
         self.settings = settings
         self.engine = engine or make_asr(settings)
+        self.scorer = scorer or make_turn_scorer(settings)
         self.stats = Stats()
         self._sessions: dict[str, Session] = {}
         self._producer: Any = None
@@ -107,11 +122,17 @@ class AsrWorker:
         self._lookups: dict[str, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
         self.metrics = m = ServiceMetrics("asr")
+        self.tasks = Supervisor(m, "voicebus_asr")
         m.gauge("voicebus_asr_sessions", "Sessions held (audio seen lately).", lambda: len(self._sessions))
         m.gauge("voicebus_asr_open_streams", "Utterances being recognised.", lambda: self.open_streams)
         m.counter("voicebus_asr_utterances_total", "Recogniser streams opened.", lambda: self.stats.utterances)
         m.counter("voicebus_asr_recogniser_errors_total", "Recogniser failures (the utterance is dropped).",
                   lambda: self.stats.errors)
+        m.counter("voicebus_asr_turn_scores_total", "End-of-turn scores sent (one per speech stop).",
+                  lambda: self.stats.scores)
+        m.counter("voicebus_asr_turn_scores_missed_total", "Speech stops whose end-of-turn score was late or "
+                  "failed: the final went alone and the turn processor used silence and text.",
+                  lambda: self.stats.scores_missed)
 
     async def wait_for(self, predicate: Any, timeout: float) -> None:
         """Until ``predicate(self)`` holds (tests and benchmarks wait on it); TimeoutError after ``timeout`` s."""
@@ -127,6 +148,8 @@ class AsrWorker:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         s = self.settings
         await self.engine.warm()
+        if self.scorer is not None:
+            await self.scorer.warm()
         names = [s.topic(spec.name) for spec in CONSUMES]
         consumer = make_consumer(s, *names, group_id=s.asr_group_id, enable_auto_commit=True,
                                  auto_commit_interval_ms=1000,
@@ -135,35 +158,16 @@ class AsrWorker:
         await self._producer.start()
         await consumer.start()
         self.metrics.consumer = consumer
-        metrics = await serve_metrics(self.metrics, s.metrics_host, s.asr_metrics_port)
+        metrics = await serve_metrics(self.metrics, s.metrics_host, s.asr_metrics_port,
+                                      down=lambda: self.tasks.down)
         log.info("asr worker: engine %s", self.engine.name)
         if ready is not None:
             ready.set()
         try:
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=100)
-                t0 = time.perf_counter()
-                self.metrics.consumed(batch)
-                by_session: dict[str, list[tuple[str, Any]]] = {}
-                for tp, records in batch.items():
-                    spec = spec_for(tp.topic.removeprefix(s.topic_prefix))
-                    kind = "audio" if spec is AUDIO else "event"
-                    for record in records:
-                        if kind == "event" and _type_header(record) in IGNORED_TYPES:
-                            continue
-                        value = await decode_or_dead_letter(spec.codec, record, self._producer, s.topic(DLQ.name),
-                                                            consumer="asr")
-                        if value is not None:
-                            by_session.setdefault(value.session_id, []).append((kind, value))
-                        else:
-                            self.metrics.dead_letters.inc()
-                await asyncio.gather(*(self._session_batch(sid, sorted(items, key=_order))
-                                       for sid, items in by_session.items()))
-                await self._sweep()
-                if batch:
-                    self.metrics.processing.observe((time.perf_counter() - t0) * 1000)
-                self._changed.set()
+            self.tasks.start("asr-consumer", lambda: self._consume(consumer, stop), until=stop)
+            await self.tasks.join()
         finally:
+            await self.tasks.stop()
             await stop_serving(metrics)
             for sid in list(self._sessions):
                 await self._end_session(sid)
@@ -173,6 +177,36 @@ class AsrWorker:
             await consumer.stop()
             await self._producer.stop()
             await self.engine.aclose()
+            if self.scorer is not None:
+                await self.scorer.aclose()
+
+    async def _consume(self, consumer: Any, stop: asyncio.Event) -> None:
+        """The worker's loop (supervised: runtime.tasks restarts it if it dies). Audio is short-lived state with
+        auto-committed offsets: what a dead loop's batch still held is not read again."""
+        s = self.settings
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100)
+            t0 = time.perf_counter()
+            self.metrics.consumed(batch)
+            by_session: dict[str, list[tuple[str, Any]]] = {}
+            for tp, records in batch.items():
+                spec = spec_for(tp.topic.removeprefix(s.topic_prefix))
+                kind = "audio" if spec is AUDIO else "event"
+                for record in records:
+                    if kind == "event" and _type_header(record) in IGNORED_TYPES:
+                        continue
+                    value = await decode_or_dead_letter(spec.codec, record, self._producer, s.topic(DLQ.name),
+                                                        consumer="asr")
+                    if value is not None:
+                        by_session.setdefault(value.session_id, []).append((kind, value))
+                    else:
+                        self.metrics.dead_letters.inc()
+            await asyncio.gather(*(self._session_batch(sid, sorted(items, key=_order))
+                                   for sid, items in by_session.items()))
+            await self._sweep()
+            if batch:
+                self.metrics.processing.observe((time.perf_counter() - t0) * 1000)
+            self._changed.set()
 
     async def _session_batch(self, session_id: str, items: list[tuple[str, Any]]) -> None:
         for kind, value in items:
@@ -204,6 +238,10 @@ class AsrWorker:
         session.ring.append(frame)
         while session.ring and session.ring[0].media_ns < frame.media_ns - RING_MS * 1_000_000:
             session.ring.popleft()
+        if self.scorer is not None:
+            session.recent.append(frame)
+            while session.recent[0].media_ns < frame.media_ns - TURN_AUDIO_MS * 1_000_000:
+                session.recent.popleft()
         utt = session.utterance
         if utt is None:
             return
@@ -239,6 +277,9 @@ class AsrWorker:
 
     async def _open(self, session_id: str, start_ns: int) -> Utterance:
         session = self._sessions[session_id]
+        gap_ns = self.settings.asr_turn_gap_ms * 1_000_000
+        if session.last_end_ns is None or start_ns - session.last_end_ns >= gap_ns:
+            session.turn_start_ns = start_ns
         rate = session.ring[-1].sample_rate if session.ring else 16000
         utt = session.utterance = Utterance(await self.engine.stream(rate), start_ns)
         self.stats.utterances += 1
@@ -254,6 +295,7 @@ class AsrWorker:
             utt = await self._open(session_id, event.speech_start_media_ns)
         utt.stop_ns = event.speech_end_media_ns
         utt.stop_seen = time.monotonic()
+        utt.stop_decided_ns = event.media_ns
         utt.vad_end_wall_ns = event.wall_ns
         if utt.fed_until_ns > utt.stop_ns:
             await self._finish(session_id)
@@ -264,11 +306,20 @@ class AsrWorker:
         if utt is None:
             return
         t0 = time.perf_counter()
+        scoring = self._score(session, utt)  # alongside the recogniser's last work
         try:
             text = " ".join((await utt.stream.finish()).split())
         finally:
             await utt.stream.aclose()
         end_ns = max(utt.stop_ns if utt.stop_ns is not None else utt.fed_until_ns, utt.start_ns)
+        session.last_end_ns = end_ns
+        probability = await self._score_result(session_id, scoring)
+        # The score first (schemas.conversation): a turn processor that has the final has the score too.
+        if probability is not None:
+            await self._send(session_id, EndOfTurnScored(
+                start_media_ns=utt.start_ns, end_media_ns=end_ns, probability=probability,
+                engine=self.scorer.name if self.scorer else "",
+                **self._base(session_id, max(end_ns, utt.fed_until_ns))))
         # The span is the speech; the event's media time is the audio consumed, as for the partials before it.
         await self._send(session_id, TranscriptFinal(
             text=text, start_media_ns=utt.start_ns, end_media_ns=end_ns,
@@ -280,6 +331,32 @@ class AsrWorker:
             self.stats.finals_after_vad_end_ms.append((time.time_ns() - utt.vad_end_wall_ns) / 1e6)
         if not text:
             log.info("utterance gave no words", extra={"session_id": session_id})
+
+    def _score(self, session: Session, utt: Utterance) -> asyncio.Task[float] | None:
+        """Start scoring the turn's audio up to the VAD's stop decision (a little silence after the words, as
+        the model learnt it), from shortly before the turn's first speech: an utterance without a VAD stop is
+        not at a pause and is not scored."""
+        if self.scorer is None or utt.stop_decided_ns is None:
+            return None
+        since = session.turn_start_ns - TURN_PREROLL_MS * 1_000_000
+        pcm = b"".join(f.pcm for f in session.recent if since <= f.media_ns < utt.stop_decided_ns)
+        return asyncio.ensure_future(self.scorer.score(pcm)) if pcm else None
+
+    async def _score_result(self, session_id: str, scoring: asyncio.Task[float] | None) -> float | None:
+        if scoring is None:
+            return None
+        t0 = time.perf_counter()
+        done, _ = await asyncio.wait({scoring}, timeout=self.settings.asr_turn_score_wait_ms / 1000)
+        self.stats.score_wait_ms.append((time.perf_counter() - t0) * 1000)
+        if not done:
+            scoring.cancel()  # a late score would break the contract (after the final): it is not sent
+        elif not scoring.cancelled() and scoring.exception() is None:
+            self.stats.scores += 1
+            return scoring.result()
+        elif not scoring.cancelled():
+            log.error("end-of-turn scorer failed: %s", scoring.exception(), extra={"session_id": session_id})
+        self.stats.scores_missed += 1
+        return None
 
     async def _drop_utterance(self, session_id: str) -> None:
         session = self._sessions.get(session_id)
@@ -311,12 +388,12 @@ class AsrWorker:
         session.media_ns = max(session.media_ns, media_ns)
         return session.stamper(session.media_ns)
 
-    async def _send(self, session_id: str, event: TranscriptPartial | TranscriptFinal) -> None:
+    async def _send(self, session_id: str, event: TranscriptPartial | TranscriptFinal | EndOfTurnScored) -> None:
         spec = topic_of(type(event))
         await self._producer.send(self.settings.topic(spec.name), spec.codec.encode(event), key=session_id.encode())
         self.metrics.events_out.inc()
         node = self._sessions[session_id].node_id
-        if node and self._node_known(node):
+        if isinstance(event, TranscriptPartial | TranscriptFinal) and node and self._node_known(node):
             copy = SpeechRecognised(**event.model_dump(include={"session_id", "seq", "media_ns", "wall_ns", "text",
                                                                 "start_media_ns", "end_media_ns"}),
                                     final=isinstance(event, TranscriptFinal))

@@ -3,7 +3,7 @@ imported only when chosen."""
 
 from __future__ import annotations
 
-from inference.engines.base import AsrEngine, LlmEngine, TtsEngine
+from inference.engines.base import AsrEngine, LlmEngine, TtsEngine, TurnEndEngine
 from inference.settings import AsrSettings, ResponderSettings
 
 
@@ -15,6 +15,14 @@ def make_asr(s: AsrSettings) -> AsrEngine:
     from inference.engines.sphinx import PocketSphinxAsr
 
     return PocketSphinxAsr()
+
+
+def make_turn_scorer(s: AsrSettings) -> TurnEndEngine | None:
+    if s.asr_turn_scorer == "off":
+        return None
+    from inference.engines.smart_turn import SmartTurn
+
+    return SmartTurn(max_batch=s.asr_turn_max_batch)
 
 
 def make_llm(s: ResponderSettings) -> LlmEngine:

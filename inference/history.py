@@ -53,13 +53,17 @@ class History:
         exchanges.append(exchange)
         return exchange
 
-    def heard(self, session_id: str, turn_id: str, played_ms: float) -> bool:
+    def heard(self, session_id: str, turn_id: str, played_ms: float | None) -> bool:
         """A barge-in: the reply of ``turn_id`` was heard only up to ``played_ms``. False if unknown."""
         for ex in self._sessions.get(session_id, ()):
             if ex.turn_id == turn_id:
                 ex.played_ms = played_ms
                 return True
         return False
+
+    def resumed(self, session_id: str, turn_id: str) -> bool:
+        """The barge-in was false and the reply plays on: it is heard to its end (or to the next barge-in)."""
+        return self.heard(session_id, turn_id, None)
 
     def drop(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)

@@ -20,6 +20,10 @@ class OffsetTracker(Generic[P]):
     def consumed(self, tp: P, offset: int) -> None:
         self._next[tp] = max(self._next.get(tp, 0), offset + 1)
 
+    def next_offsets(self) -> dict[P, int]:
+        """One past the last offset consumed, per partition: where to read again after a loop died."""
+        return dict(self._next)
+
     def hold(self, tp: P, offset: int) -> None:
         held = self._held.setdefault(tp, {})
         held[offset] = held.get(offset, 0) + 1

@@ -4,6 +4,14 @@ Responders form one consumer group: add processes to scale, and when one dies it
 Offsets are committed only once a turn's reply is finished, so the new owner answers an interrupted turn
 again; its chunks repeat the same (turn_id, index), which the edge drops as duplicates. Speculative turns are
 answered ahead and held until committed (see inference.reply). Cancels stop a reply mid-stream.
+
+A barge-in (``BargeIn``) does not stop the reply: the edge has paused it and keeps its unplayed audio, and the
+turn processor has yet to judge it. The history records what was heard so far; generation goes on at its
+normal pace (the edge queues what comes meanwhile, at most ``reply_resume_window_ms`` more than usual). Words
+make it real: ``TurnCancelled`` / ``TurnEnded(interrupted)`` cancel the reply as any cancel does. No words: on
+``FalseInterruption`` the edge is told ``ReplyResumed`` (also when the reply finished generating here: the
+edge may hold its rest) and the history forgets the truncation. A paused reply not judged within
+``reply_resume_window_ms`` is cancelled.
 """
 
 from __future__ import annotations
@@ -28,14 +36,16 @@ from inference.history import History
 from inference.offsets import OffsetTracker
 from inference.reply import ReplyJob, Work
 from inference.settings import ResponderSettings
-from runtime.kafka import make_consumer, make_producer
+from runtime.kafka import make_consumer, make_producer, rewind
 from runtime.metrics import ServiceMetrics, serve_metrics, stop_serving
 from runtime.service import run_until_signal
+from runtime.tasks import Supervisor
 from schemas.base import Event, Stamper
 from schemas.conversation import (
     BargeIn,
     FalseInterruption,
     ReplyCancelled,
+    ReplyResumed,
     TurnCancelled,
     TurnCommitted,
     TurnEnded,
@@ -63,6 +73,7 @@ class Stats:
     used: Work = field(default_factory=Work)  # work of replies the edge got
     wasted: Work = field(default_factory=Work)  # work of speculative replies thrown away
     duplicates: int = 0
+    resumed: int = 0  # false interruptions: the edge was told to play on
     stale: int = 0
     empty: int = 0
     unknown_node: int = 0
@@ -81,6 +92,7 @@ class Turn:
     committed_ns: int | None = None  # monotonic time the commit was consumed
     acks: list[asyncio.Future[Any]] = field(default_factory=list)
     abandoned: bool = False  # stopped for a rebalance or shutdown: left uncommitted for the next owner
+    cancelled: bool = False  # the edge was told to drop it (or never got it)
     task: asyncio.Task[None] | None = None
 
 
@@ -100,13 +112,17 @@ class Responder:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._history = History(settings.responder_history_turns, settings.responder_max_sessions)
         self._active: dict[str, Turn] = {}
-        self._done: OrderedDict[str, tuple[str, bool]] = OrderedDict()  # turn id -> (node id, edge got audio)
+        # turn id -> (node id, the edge may hold its audio: it got some and was not told to drop it)
+        self._done: OrderedDict[str, tuple[str, bool]] = OrderedDict()
+        self._paused: dict[str, asyncio.TimerHandle] = {}  # turn id -> when its paused reply is given up
+        self._background: set[asyncio.Task[None]] = set()
         self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
         self._nodes: dict[str, tuple[bool, float]] = {}  # node id -> (reply topic exists, until when)
         self._stampers: dict[str, Stamper] = {}
         self._changed = asyncio.Event()  # pulsed whenever a turn makes progress or ends
         self._producer: Any = None
         self.metrics = m = ServiceMetrics("responder")
+        self.tasks = Supervisor(m, "voicebus_responder")
         m.gauge("voicebus_responder_active_replies", "Replies being made (speculative ones included).",
                 lambda: len(self._active))
         m.counter("voicebus_responder_turns_total", "Turns answered (replies started).", lambda: self.stats.turns)
@@ -118,6 +134,8 @@ class Responder:
                   lambda: self.stats.failed)
         m.counter("voicebus_responder_speculative_wasted_total", "Speculative replies thrown away.",
                   lambda: self.stats.speculative_wasted)
+        m.counter("voicebus_responder_replies_resumed_total", "Replies paused by a barge-in that proved false "
+                  "(no words) and resumed.", lambda: self.stats.resumed)
 
     async def wait_for(self, predicate: Callable[[Responder], bool], timeout: float) -> None:
         """Until ``predicate(self)`` holds (tests and benchmarks wait on it); TimeoutError after ``timeout`` s."""
@@ -146,36 +164,51 @@ class Responder:
         consumer.subscribe(topics, listener=_Rebalance(self, consumer))
         await consumer.start()
         self.metrics.consumer = consumer
-        metrics = await serve_metrics(self.metrics, s.metrics_host, s.responder_metrics_port)
+        metrics = await serve_metrics(self.metrics, s.metrics_host, s.responder_metrics_port,
+                                      down=lambda: self.tasks.down)
         log.info("responder %s: llm %s, tts %s", self.worker, self.llm.name, self.tts.name)
         if ready is not None:
             ready.set()
         try:
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=100)
-                t0 = time.perf_counter()
-                self.metrics.consumed(batch)
-                for tp, records in batch.items():
-                    for record in records:
-                        self._offsets.consumed(tp, record.offset)
-                        event = await decode_or_dead_letter(TURNS.codec, record, self._producer,
-                                                            s.topic(DLQ.name), consumer="responder")
-                        if event is not None:
-                            await self._handle(event, tp, record)
-                        else:
-                            self.metrics.dead_letters.inc()
-                        self._notify()
-                await self._commit(consumer)
-                if batch:
-                    self.metrics.processing.observe((time.perf_counter() - t0) * 1000)
+            self.tasks.start("responder-consumer", lambda: self._consume(consumer, stop), until=stop)
+            await self.tasks.join()
         finally:
+            await self.tasks.stop()
             await stop_serving(metrics)
+            for timer in self._paused.values():
+                timer.cancel()
+            if self._background:
+                await asyncio.wait(self._background, timeout=5.0)
             await self._abandon(list(self._active.values()))
             await self._commit(consumer)
             await consumer.stop()
             await self._producer.stop()
             await self.llm.aclose()
             await self.tts.aclose()
+
+    async def _consume(self, consumer: Any, stop: asyncio.Event) -> None:
+        """The responder's loop (supervised: runtime.tasks restarts it if it dies). A record whose handling
+        raised counts as consumed (it is not read again: that would kill the loop again), the rest of its
+        batch is read again."""
+        s = self.settings
+        await rewind(consumer, self._offsets.next_offsets())
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100)
+            t0 = time.perf_counter()
+            self.metrics.consumed(batch)
+            for tp, records in batch.items():
+                for record in records:
+                    self._offsets.consumed(tp, record.offset)
+                    event = await decode_or_dead_letter(TURNS.codec, record, self._producer,
+                                                        s.topic(DLQ.name), consumer="responder")
+                    if event is not None:
+                        await self._handle(event, tp, record)
+                    else:
+                        self.metrics.dead_letters.inc()
+                    self._notify()
+            await self._commit(consumer)
+            if batch:
+                self.metrics.processing.observe((time.perf_counter() - t0) * 1000)
 
     async def _commit(self, consumer: Any) -> None:
         offsets = self._offsets.committable()
@@ -207,16 +240,20 @@ class Responder:
             else:
                 await self._commit_turn(event, tp, record)
         elif isinstance(event, TurnCancelled):
+            self._unpause(event.turn_id)
             if event.reason == "session_ended":
                 self._history.drop(event.session_id)
             await self._cancel(event.turn_id, event.session_id, event.node_id, event.reason != "withdrawn")
         elif isinstance(event, BargeIn):
+            # Paused at the edge, not stopped: the turn processor has yet to say whether words came.
             self._history.heard(event.session_id, event.turn_id, event.played_ms)
-            await self._cancel(event.turn_id, event.session_id, event.node_id, True)
-        elif isinstance(event, TurnEnded) and event.outcome != "completed":
-            await self._cancel(event.turn_id, event.session_id, event.node_id, True)
+            self._pause(event)
+        elif isinstance(event, TurnEnded):
+            self._unpause(event.turn_id)
+            if event.outcome != "completed":
+                await self._cancel(event.turn_id, event.session_id, event.node_id, True)
         elif isinstance(event, FalseInterruption):
-            log.info("false interruption at %d ms: the reply stays truncated", event.played_ms, extra=ctx)
+            await self._resume(event)
 
     async def _commit_turn(self, event: TurnCommitted, tp: TopicPartition, record: Any) -> None:
         for other in [t for t in self._active.values()
@@ -280,7 +317,7 @@ class Responder:
         if self._active.get(job.turn_id) is turn:
             del self._active[job.turn_id]
             if not turn.abandoned:
-                self._done[job.turn_id] = (job.turn.node_id, job.released)
+                self._done[job.turn_id] = (job.turn.node_id, job.released and not turn.cancelled)
                 while len(self._done) > RECENT_TURNS:
                     self._done.popitem(last=False)
         if turn.abandoned:
@@ -315,20 +352,64 @@ class Responder:
         turn = self._active.get(turn_id)
         if turn is not None:
             await turn.job.stop()
-            notify = turn.job.released
+            notify = turn.job.released and not turn.cancelled
+            turn.cancelled = True
         elif turn_id in self._done:
-            notify = self._done[turn_id][1]  # finished here, maybe still playing at the edge
+            node_id, notify = self._done[turn_id]  # finished here, maybe still playing at the edge
+            self._done[turn_id] = (node_id, False)
         if not notify:
             return
-        event = ReplyCancelled(**self._stamper(session_id)(0), turn_id=turn_id)
-        try:
-            await self._producer.send(self.settings.topic(replies_topic(node_id)), REPLIES.codec.encode(event),
-                                      key=session_id.encode(), headers=[(WORKER_HEADER, self.worker.encode())])
-            self.metrics.events_out.inc()
-        except KafkaError as exc:
-            log.error("could not send reply_cancelled: %s", exc, extra={"turn_id": turn_id})
+        await self._tell_edge(ReplyCancelled(**self._stamper(session_id)(0), turn_id=turn_id), node_id)
         self.stats.cancel_ms.append((time.perf_counter() - t0) * 1000)
         log.info("reply cancelled", extra={"session_id": session_id, "turn_id": turn_id})
+
+    def _pause(self, event: BargeIn) -> None:
+        """Keep the reply of a barge-in for the resume window, then cancel it as any cancel."""
+        self._unpause(event.turn_id)
+        timer = asyncio.get_running_loop().call_later(self.settings.reply_resume_window_ms / 1000,
+                                                      self._give_up, event)
+        self._paused[event.turn_id] = timer
+
+    def _unpause(self, turn_id: str) -> None:
+        timer = self._paused.pop(turn_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _give_up(self, event: BargeIn) -> None:
+        self._paused.pop(event.turn_id, None)
+        if event.turn_id not in self._active and event.turn_id not in self._done:
+            return  # not answered here (any more: its partition moved): the edge's own window drops it
+        log.info("barge-in not judged within %d ms: reply cancelled", self.settings.reply_resume_window_ms,
+                 extra={"session_id": event.session_id, "turn_id": event.turn_id})
+        task = asyncio.create_task(self._cancel(event.turn_id, event.session_id, event.node_id, True))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _resume(self, event: FalseInterruption) -> None:
+        """No words after the barge-in: the edge plays the paused reply on, and it counts as heard again."""
+        ctx = {"session_id": event.session_id, "turn_id": event.turn_id}
+        self._unpause(event.turn_id)
+        turn = self._active.get(event.turn_id)
+        if turn is not None:
+            held = turn.job.released and not turn.cancelled
+        else:
+            held = self._done.get(event.turn_id, ("", False))[1]  # finished here: the edge may hold the rest
+        if not held:
+            log.info("false interruption of a reply already given up: not resumed", extra=ctx)
+            return
+        self._history.resumed(event.session_id, event.turn_id)
+        await self._tell_edge(ReplyResumed(**self._stamper(event.session_id)(0), turn_id=event.turn_id),
+                              event.node_id)
+        self.stats.resumed += 1
+        log.info("false interruption at %d ms: reply resumed", event.played_ms, extra=ctx)
+
+    async def _tell_edge(self, event: ReplyCancelled | ReplyResumed, node_id: str) -> None:
+        try:
+            await self._producer.send(self.settings.topic(replies_topic(node_id)), REPLIES.codec.encode(event),
+                                      key=event.session_id.encode(), headers=[(WORKER_HEADER, self.worker.encode())])
+            self.metrics.events_out.inc()
+        except KafkaError as exc:
+            log.error("could not send %s: %s", event.type, exc, extra={"turn_id": event.turn_id})
 
     # -- output --------------------------------------------------------------------------------------------
 

@@ -40,6 +40,20 @@ class AsrSettings(HttpEngineSettings):
     asr_partial_interval_ms: int = Field(300, ge=20, description="Speech between two partial transcripts.")
     asr_max_utterance_s: float = Field(30.0, gt=0, description="An utterance this long is finalised even "
                                        "without a speech-stopped event.")
+    asr_turn_scorer: Literal["smart-turn", "off"] = Field(
+        "smart-turn", description="End-of-turn scorer run at every speech stop: smart-turn (Smart Turn v3.2, "
+        "embedded; the model comes with scripts/install.sh, onnxruntime with extra `vad`) or off (the turn "
+        "processor then decides by silence and text alone).")
+    asr_turn_max_batch: int = Field(
+        1, ge=1, description="Sessions scored in one model call when they stop speaking together. Measured on "
+        "2 cores: batching saves nothing per item (about 60 ms each) and every session of a batch waits for "
+        "the whole batch, so one at a time answers the first ones soonest.")
+    asr_turn_gap_ms: int = Field(
+        1500, ge=0, description="A pause this long before an utterance starts a new turn's audio for the "
+        "scorer (audio before it is not scored); keep it at the turn processor's VOICEBUS_TURN_MAX_SILENCE_MS.")
+    asr_turn_score_wait_ms: int = Field(
+        250, ge=0, description="How long a final transcript waits for its utterance's end-of-turn score (the "
+        "score goes out first); after that the final goes alone and the turn processor uses silence and text.")
     asr_idle_session_s: float = Field(60.0, gt=0, description="A session with no audio for this long is "
                                       "forgotten (its SessionEnded may have been lost).")
     metrics_host: str = metrics_host_field()
@@ -74,6 +88,9 @@ class ResponderSettings(HttpEngineSettings):
     responder_max_lead_ms: int = Field(
         2000, ge=0, description="Reply audio sent ahead of real time at most (bounds the work a barge-in "
         "wastes; also what a speculative turn prepares before its commit). 0: no limit.")
+    reply_resume_window_ms: int = Field(
+        3000, ge=20, description="How long a reply paused by a barge-in is kept (its generation goes on) waiting "
+        "for the barge-in to prove false; then it is cancelled. The edge reads the same variable.")
     responder_history_turns: int = Field(20, ge=0, description="Past turns of a session kept for the LLM.")
     responder_max_sessions: int = Field(10000, ge=1, description="Sessions whose history a responder keeps "
                                         "(least recently used forgotten first).")

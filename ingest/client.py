@@ -189,8 +189,9 @@ class EdgeClient:
     """One session: ``decode=True`` decodes what it hears (tests); False only watches packet sizes (load).
 
     Like the browser page, it opens the ``events`` data channel; ``told`` keeps what the edge says on it (speech
-    heard, replies started and ended, with the turn and speech span they answer), with arrival times. Audio
-    heard and messages both wake ``hearing.wait_for``.
+    heard, replies started, paused by a barge-in, resumed and ended, with the turn and speech span they answer;
+    ``ingest.peer.EdgeSession._tell_page`` lists them), with arrival times; ``told_of`` picks a turn's messages.
+    Audio heard and messages both wake ``hearing.wait_for``.
     """
 
     def __init__(self, base_url: str, token: str = "", decode: bool = True) -> None:
@@ -241,6 +242,10 @@ class EdgeClient:
             await connected.wait()
             await channel_open.wait()
         return self.session_id
+
+    def told_of(self, turn_id: str, *types: str) -> list[Told]:
+        """What the edge said about one turn's reply (of these message types, if given), in order."""
+        return [t for t in self.told if t.message.get("turn_id") == turn_id and (not types or t.type in types)]
 
     def _on_message(self, data: str | bytes) -> None:
         try:

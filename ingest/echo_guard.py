@@ -1,9 +1,9 @@
 """Is this "speech" the agent's own voice coming back? A check made only when speech starts during playout.
 
-WebRTC AEC3 needs about two seconds of agent audio before its filter holds the echo; until then a loud echo
-can reach the VAD and the agent would interrupt itself. When speech starts while a reply plays, the guard
-compares the raw microphone of the last ``window`` with the audio played over the last second (every lag):
-a strong normalised correlation means it is the reply coming back, not a person.
+WebRTC AEC3 needs agent audio to converge on a session's echo path; until then a loud echo can pass it and the
+agent would interrupt itself. When speech starts while a reply may be heard, the guard compares the residual
+after echo cancellation over the last ``window`` with the audio played over the last second (every lag): a
+strong normalised correlation means it is the reply coming back, not a person (ingest/gate.py decides).
 """
 
 from __future__ import annotations

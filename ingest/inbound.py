@@ -1,5 +1,6 @@
 """One session's inbound media path: RTP packet -> receive buffer -> Opus decode -> 16 kHz -> 20 ms frame ->
-echo cancellation and noise suppression -> VAD -> frame and decisions handed to the session.
+the near end (echo cancellation, noise suppression, VAD, the speech/echo/barge-in gate) -> frame and decisions
+handed to the session.
 
 All of it runs on the event loop, synchronously per packet; nothing here awaits.
 """
@@ -14,11 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ingest.audio import OPUS_RATE, RTP_TICKS_PER_FRAME, CaptureClock, Framer, OpusDecoder, RawFrame, ntp_to_unix_ns
-from ingest.engines.aec import EchoCanceller
-from ingest.engines.ns import NoiseSuppressor
-from ingest.engines.vad import VadStream
 from ingest.jitter import TS_MOD, AdaptiveJitterBuffer, Slot, unwrap
-from ingest.speech import Decision, Segmenter, SpeechStart
+from ingest.near_end import NearEnd
+from ingest.speech import Decision, SpeechStart
 from runtime.pcm import Resampler
 from schemas.audio import NS_PER_FRAME, RATE
 
@@ -38,22 +37,19 @@ class ProcessedFrame:
     concealed: bool
 
 
-FrameSink = Callable[[ProcessedFrame, list[Decision]], None]
+# A frame, the speech decisions it completes, and the start of the person's speech over a playing reply.
+FrameSink = Callable[[ProcessedFrame, list[Decision], SpeechStart | None], None]
 
 
 class Inbound:
-    def __init__(self, vad: VadStream, segmenter: Segmenter, sink: FrameSink, echo: EchoCanceller | None = None,
-                 ns: NoiseSuppressor | None = None, max_wait_ms: float = 120.0,
-                 raw_vad: Callable[[], VadStream] | None = None,
-                 raw_speech: Callable[[SpeechStart], None] | None = None) -> None:
+    def __init__(self, near_end: NearEnd, sink: FrameSink, max_wait_ms: float = 120.0) -> None:
         self.buffer = AdaptiveJitterBuffer(max_wait_ms=max_wait_ms)
         self.clock = CaptureClock()
+        self.near_end = near_end
         self._decoder = OpusDecoder()
         self._resampler = Resampler(OPUS_RATE, RATE)
         self._framer = Framer()
-        self._vad, self._segmenter, self._sink, self._echo, self._ns = vad, segmenter, sink, echo, ns
-        self._raw_vad, self._raw_speech = raw_vad, raw_speech
-        self._raw: tuple[VadStream, Segmenter] | None = None
+        self._sink = sink
         self._first_ts: int | None = None
         self._ts_ref: int | None = None  # last extended RTP timestamp, to unwrap sender reports against
         self._last_arrival = 0
@@ -67,16 +63,6 @@ class Inbound:
     def media_ns(self) -> int:
         """The session's media clock: the end of the last frame cut."""
         return self.frames * NS_PER_FRAME
-
-    def watch_raw(self, on: bool) -> None:
-        """While the agent talks, also run the VAD on the raw microphone and report speech starts to
-        ``raw_speech``. AEC3 that has not converged (there was no echo to learn from: a headset, or a browser
-        that cancels its own) suppresses the person's voice along with the echo, so barge-in must not depend on
-        the cleaned signal alone. Off again when the agent is quiet: it costs a second VAD run per frame."""
-        if not on:
-            self._raw = None
-        elif self._raw is None and self._raw_vad is not None:
-            self._raw = (self._raw_vad(), Segmenter(self._segmenter.params))
 
     def on_packet(self, seq: int, ts: int, payload: bytes, arrival_ns: int) -> None:
         if self._closed:
@@ -128,22 +114,10 @@ class Inbound:
 
     def _process(self, raw: RawFrame) -> None:
         assert self._first_ts is not None
-        pcm = raw.pcm
-        if self._echo is not None:
-            pcm = self._echo.near_end(pcm)
-        if self._ns is not None:
-            pcm = self._ns.process(pcm)
-        probability = self._vad.probability(pcm)
         media_ns = raw.index * NS_PER_FRAME
         capture_ns = self.clock.capture_ns(self._first_ts + raw.index * RTP_TICKS_PER_FRAME)
-        decisions = self._segmenter.push(media_ns, capture_ns, probability)
+        heard = self.near_end.process(raw.pcm, media_ns, capture_ns)
         self.frames += 1
         self.concealed += raw.concealed
-        self._sink(ProcessedFrame(raw.index, media_ns, capture_ns, self._last_arrival, raw.pcm, pcm, probability,
-                                  self._segmenter.speaking or probability >= self._segmenter.params.threshold,
-                                  raw.concealed), decisions)
-        if self._raw is not None and self._raw_speech is not None:
-            raw_vad, raw_segmenter = self._raw
-            for decision in raw_segmenter.push(media_ns, capture_ns, raw_vad.probability(raw.pcm)):
-                if isinstance(decision, SpeechStart):
-                    self._raw_speech(decision)
+        self._sink(ProcessedFrame(raw.index, media_ns, capture_ns, self._last_arrival, raw.pcm, heard.pcm,
+                                  heard.probability, heard.voiced, raw.concealed), heard.decisions, heard.barge_in)

@@ -17,10 +17,15 @@ class Metrics(Registry):
         self.packets_late = Counter("voicebus_ingest_packets_late_total", "Packets that came after their slot.")
         self.frames_out = Counter("voicebus_ingest_frames_out_total", "20 ms frames sent to peers.")
         self.frames_published = Counter("voicebus_ingest_frames_published_total", "Frames acknowledged by Kafka.")
-        self.frames_dropped = Counter("voicebus_ingest_frames_dropped_total", "Frames dropped: Kafka queue full.")
+        self.frames_dropped = Counter("voicebus_ingest_frames_dropped_total",
+                                      "Frames dropped: the Kafka queue was full (the oldest go first).")
         self.events_published = Counter("voicebus_ingest_events_published_total", "Events acknowledged by Kafka.")
-        self.events_dropped = Counter("voicebus_ingest_events_dropped_total", "Events dropped: Kafka queue full.")
-        self.publish_errors = Counter("voicebus_ingest_publish_errors_total", "Kafka sends that failed.")
+        self.events_dropped = Counter("voicebus_ingest_events_dropped_total",
+                                      "Events dropped: the Kafka queue was full (VAD heartbeats go first).")
+        self.publish_errors = Counter("voicebus_ingest_publish_errors_total",
+                                      "Kafka sends that failed (each is queued again, not lost).")
+        self.kafka_outages = Counter("voicebus_ingest_kafka_outages_total",
+                                     "Times the broker stopped acknowledging what the edge publishes.")
         self.barge_ins = Counter("voicebus_ingest_barge_ins_total", "Replies stopped because the person spoke.")
         self.publish_latency = Histogram("voicebus_ingest_publish_latency_ms", "Enqueue to Kafka ack, ms.")
         self.arrival_delay = Histogram("voicebus_ingest_arrival_delay_ms",

@@ -14,23 +14,24 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from ingest.echo_guard import EchoGuard
 from ingest.engines import build_audio_processing
 from ingest.engines.vad import VadEngine
 from ingest.inbound import Inbound, ProcessedFrame
 from ingest.metrics import Metrics
+from ingest.near_end import NearEnd
 from ingest.page import PageNotes
 from ingest.playout import PlayoutTrack
 from ingest.publisher import Publisher
 from ingest.rtp_tap import drain, tap_receiver
 from ingest.settings import IngestSettings
-from ingest.speech import Decision, Progress, Segmenter, SpeechStart, SpeechStop, VadParams
+from ingest.speech import Decision, Progress, SpeechStart, SpeechStop, VadParams
 from schemas.audio import FLAG_CONCEALED, FLAG_VOICED, RATE, AudioFrame
 from schemas.base import Envelope, Event, Stamper
 from schemas.conversation import (
     ReplyAudioChunk,
     ReplyCancelled,
     ReplyEnded,
+    ReplyResumed,
     ReplyStages,
     ReplyText,
     SpeechRecognised,
@@ -79,7 +80,6 @@ class EdgeSession:
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._channel: Any = None
-        self._last_speech_end_wall = 0
         self._reply_seen: set[str] = set()
         # turn id -> (start, end) media ns of the speech its reply answers, from the reply's first chunk: the
         # client is told it when the reply starts playing, so it can pair the reply with what it said.
@@ -88,28 +88,14 @@ class EdgeSession:
         echo, ns = build_audio_processing(settings.aec, settings.noise_suppression)
         params = VadParams(threshold=settings.vad_threshold, min_speech_ms=settings.vad_min_speech_ms,
                            min_silence_ms=settings.vad_min_silence_ms)
-        self.inbound = Inbound(vad.stream(), Segmenter(params), self._on_frame, echo, ns,
-                               settings.jitter_max_wait_ms, raw_vad=vad.stream if echo else None,
-                               raw_speech=self._raw_speech_started)
-        self._guard = EchoGuard() if echo else None
-        self._echo_speech = False  # the current "speech" is the agent's own voice: not published
-        self.playout = PlayoutTrack(self, self._far_end(echo), settings.opus_bitrate,
-                                    on_sent=self._frame_sent)
+        near_end = NearEnd(vad, params, echo, ns)
+        self.inbound = Inbound(near_end, self._on_frame, settings.jitter_max_wait_ms)
+        self.playout = PlayoutTrack(self, near_end.far, settings.opus_bitrate, on_sent=self._frame_sent,
+                                    resume_window_ms=settings.reply_resume_window_ms)
         servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
                    for s in settings.ice_servers]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
         self._audio_tracks = 0
-
-    def _far_end(self, echo: Any) -> Callable[[np.ndarray], None] | None:
-        if echo is None or self._guard is None:
-            return None
-        guard = self._guard
-
-        def reference(pcm: np.ndarray) -> None:
-            echo.far_end(pcm)
-            guard.far(pcm)
-
-        return reference
 
     # -- signaling --
 
@@ -171,8 +157,13 @@ class EdgeSession:
           ``speech_start_ms`` and ``speech_end_ms``), as the edge's VAD heard it;
         - ``reply_started``: the first audio of turn ``turn_id``'s reply is being sent now; ``speech_start_ms``
           .. ``speech_end_ms`` is the speech it answers, ``media_ms`` the edge's media clock;
-        - ``reply_ended``: that reply is over after ``played_ms``, ``interrupted`` by the person or not;
-        - ``reply_cancelled``: the turn's reply was withdrawn (if it was playing, ``reply_ended`` came first);
+        - ``reply_paused``: the person spoke over turn ``turn_id``'s reply: it is silent from now on, after
+          ``played_ms``; it is kept for a while in case the barge-in was a cough or a door;
+        - ``reply_resumed``: it was (no words came): the paused reply plays on from where it stopped;
+        - ``reply_ended``: that reply is over after ``played_ms``; ``interrupted``: a paused reply was finally
+          dropped (the person's words made the barge-in real, a newer reply came, or no resume came in time);
+        - ``reply_cancelled``: the turn's reply was withdrawn (if it was playing or paused, ``reply_ended`` came
+          first);
         - ``transcript``: the person's words as recognised, ``final`` or not (a later one replaces a partial of
           the same ``speech_start_ms``), with ``speech_start_ms`` and ``speech_end_ms``;
         - ``reply_sentence``: a sentence of turn ``turn_id``'s reply, in the order spoken, starting ``at_ms``
@@ -196,7 +187,7 @@ class EdgeSession:
 
     # -- inbound media --
 
-    def _on_frame(self, frame: ProcessedFrame, decisions: list[Decision]) -> None:
+    def _on_frame(self, frame: ProcessedFrame, decisions: list[Decision], barge_in: SpeechStart | None) -> None:
         self.metrics.frames_in.inc()
         self.metrics.frames_concealed.inc(frame.concealed)
         if self.inbound.clock.synced and not frame.concealed:
@@ -205,23 +196,16 @@ class EdgeSession:
         audio = AudioFrame(self.id, frame.index, frame.capture_ns, frame.media_ns, RATE, frame.pcm.tobytes(), flags)
         if not self._publisher.audio(audio):
             self.frames_dropped += 1
-        if self._guard is not None:
-            self._guard.near(frame.raw)
+        if barge_in is not None:
+            self._barge_in(barge_in)
         for decision in decisions:
             if isinstance(decision, SpeechStart):
-                if self.playout.playing_turn and self._guard is not None and self._guard.is_echo():
-                    self._echo_speech = True  # the reply coming back before AEC3 has converged
-                    log.info("speech start ignored: it is the reply's echo", extra={"session_id": self.id})
-                    continue
-                self._speech_started(decision)
-            elif self._echo_speech:
-                if isinstance(decision, SpeechStop):
-                    self._echo_speech = False
-                else:
-                    self._publish(VadProgress(**self._envelope(frame.media_ns), node_id=self._node, speaking=False,
-                                              probability=0.0, voiced=False))
+                self._publish(SpeechStarted(**self._envelope(), node_id=self._node,
+                                            speech_start_media_ns=decision.start_media_ns,
+                                            speech_start_wall_ns=decision.start_wall_ns,
+                                            probability=min(1.0, max(0.0, decision.probability))))
+                self._tell_page({"type": "speech", "speaking": True, "speech_start_ms": _ms(decision.start_media_ns)})
             elif isinstance(decision, SpeechStop):
-                self._last_speech_end_wall = decision.end_wall_ns
                 self._publish(SpeechStopped(**self._envelope(frame.media_ns), node_id=self._node,
                                             speech_start_media_ns=decision.start_media_ns,
                                             speech_end_media_ns=decision.end_media_ns,
@@ -233,21 +217,9 @@ class EdgeSession:
                                           speaking=decision.speaking, voiced=decision.voiced,
                                           probability=min(1.0, max(0.0, decision.probability))))
 
-    def _speech_started(self, decision: SpeechStart) -> None:
-        self._barge_in(decision)
-        self._publish(SpeechStarted(**self._envelope(), node_id=self._node,
-                                    speech_start_media_ns=decision.start_media_ns,
-                                    speech_start_wall_ns=decision.start_wall_ns,
-                                    probability=min(1.0, max(0.0, decision.probability))))
-        self._tell_page({"type": "speech", "speaking": True, "speech_start_ms": _ms(decision.start_media_ns)})
-
-    def _raw_speech_started(self, decision: SpeechStart) -> None:
-        """Speech on the raw microphone while the agent talks: the person, unless it is the reply's echo."""
-        if self.playout.playing_turn and self._guard is not None and not self._guard.is_echo():
-            self._barge_in(decision)
-
     def _barge_in(self, decision: SpeechStart) -> None:
-        # Barge-in happens here, before anything goes to Kafka: the agent is quiet from the next frame on.
+        # Barge-in happens here, before anything goes to Kafka: the agent is quiet from the next frame on. The gate
+        # (ingest/gate.py) decided it is the person and not the reply's echo.
         interrupted = self.playout.interrupt()
         if interrupted:
             turn_id, played_ms = interrupted
@@ -289,6 +261,10 @@ class EdgeSession:
             self._tell_page({"type": "reply_text", "turn_id": event.turn_id, "text": event.text})
         elif isinstance(event, ReplyEnded):
             self.playout.end(event.turn_id)
+        elif isinstance(event, ReplyResumed):
+            if not self.playout.resume(event.turn_id):
+                log.info("resume of a reply not paused here: ignored",
+                         extra={"session_id": self.id, "turn_id": event.turn_id})
         elif isinstance(event, ReplyCancelled):
             span = self._reply_spans.pop(event.turn_id, None)  # before cancel(): its playout_finished drops it
             self.playout.cancel(event.turn_id)
@@ -299,7 +275,7 @@ class EdgeSession:
         now = time.time_ns()
         self._stamp(turn_id, "reply_first_sent", now)
         self._publish(PlayoutStarted(**self._envelope(), node_id=self._node, turn_id=turn_id))
-        self.inbound.watch_raw(True)
+        self.inbound.near_end.playing(True)
         span = self._reply_spans.get(turn_id)
         self._tell_page({"type": "reply_started", "turn_id": turn_id, "media_ms": _ms(self.inbound.media_ns),
                          **(_span_ms(span) if span else {})})
@@ -308,13 +284,22 @@ class EdgeSession:
     def playout_finished(self, turn_id: str, played_ms: int) -> None:
         self._stamp(turn_id, "reply_last_sent", time.time_ns())
         self._publish(PlayoutFinished(**self._envelope(), node_id=self._node, turn_id=turn_id, played_ms=played_ms))
-        self.inbound.watch_raw(False)
+        self.inbound.near_end.playing(False)
         self._reply_spans.pop(turn_id, None)
         self._tell_page({"type": "reply_ended", "turn_id": turn_id, "played_ms": played_ms, "interrupted": False})
 
-    def playout_interrupted(self, turn_id: str, played_ms: int) -> None:
-        self._stamp(turn_id, "reply_last_sent", time.time_ns())
-        self.inbound.watch_raw(False)
+    def playout_paused(self, turn_id: str, played_ms: int) -> None:
+        self._stamp(turn_id, "reply_last_sent", time.time_ns())  # the barge-in's reaction ends here
+        self.inbound.near_end.playing(False)
+        self._tell_page({"type": "reply_paused", "turn_id": turn_id, "played_ms": played_ms})
+
+    def playout_resumed(self, turn_id: str, played_ms: int) -> None:
+        self.inbound.near_end.playing(True)
+        self._tell_page({"type": "reply_resumed", "turn_id": turn_id, "played_ms": played_ms})
+        log.info("false interruption: reply resumed after %d ms", played_ms,
+                 extra={"session_id": self.id, "turn_id": turn_id})
+
+    def playout_dropped(self, turn_id: str, played_ms: int) -> None:
         self._reply_spans.pop(turn_id, None)
         self._tell_page({"type": "reply_ended", "turn_id": turn_id, "played_ms": played_ms, "interrupted": True})
 
@@ -358,13 +343,14 @@ class EdgeSession:
             return
         self._closing = True
         self.inbound.close()
-        turn = self.playout.playing_turn
+        turn = self.playout.playing_turn or self.playout.paused_turn
         if turn is not None:
             self.playout.cancel(turn)
         # The VAD's last word on the media clock, at the session end's media time: the turn processor holds a
         # SessionEnded read ahead of voice.vad until the VAD reaches it (streams/turns/core.py).
         self._publish(VadProgress(**self._envelope(), node_id=self._node, speaking=False, probability=0.0,
                                   voiced=False))
+        self.frames_dropped += self._publisher.take_frames_dropped(self.id)  # its oldest frames, in an outage
         self._publish(SessionEnded(**self._envelope(), node_id=self._node, reason=reason,
                                    frames_in=self.inbound.frames, frames_dropped=self.frames_dropped))
         await self.pc.close()

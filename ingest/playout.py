@@ -3,7 +3,15 @@
 The track hands aiortc pre-encoded Opus packets (mono, ``bitrate``): aiortc's own encoder is fixed at stereo
 96 kbit/s and runs in a thread pool, the most expensive part of a session. While nothing plays, one cached
 packet of silence is sent. Every frame sent is also given to the echo canceller as its far-end reference.
-Barge-in (``interrupt``) takes effect on the very next frame.
+
+Barge-in (``interrupt``) takes effect on the very next frame: the reply is *paused*, not dropped. Silence is sent
+from then on, its unplayed frames are kept and chunks of it that still arrive queue behind them, so that a
+barge-in that turns out false (a cough, a door: the turn processor's ``FalseInterruption``) resumes it exactly
+where it stopped (``resume``, on the responder's ``ReplyResumed``) with no regeneration and no audio sent
+through Kafka again. The rest is kept here because the edge already holds it (LiveKit also pauses at its audio
+output). A paused reply is dropped when it is cancelled, when a chunk of another turn arrives (a newer reply
+supersedes it), when it stays paused longer than ``resume_window_ms`` (counted in frames of this track's own
+20 ms clock) or when the session closes.
 """
 
 from __future__ import annotations
@@ -33,12 +41,15 @@ TIME_BASE = fractions.Fraction(1, 48_000)
 RESYNC_S = 0.2  # this far behind the grid (a stalled loop), skip ahead instead of bursting the backlog
 MAX_QUEUED_FRAMES = 120 * 1000 // FRAME_MS  # two minutes of reply audio per session
 DONE_REMEMBERED = 64  # finished replies per session whose late duplicates are still recognised
+FADE_IN_SAMPLES = 160  # a resumed reply's first 10 ms ramp up from silence: no click
 
 
 class PlayoutListener(Protocol):
     def playout_started(self, turn_id: str) -> None: ...
     def playout_finished(self, turn_id: str, played_ms: int) -> None: ...
-    def playout_interrupted(self, turn_id: str, played_ms: int) -> None: ...
+    def playout_paused(self, turn_id: str, played_ms: int) -> None: ...  # barge-in
+    def playout_resumed(self, turn_id: str, played_ms: int) -> None: ...
+    def playout_dropped(self, turn_id: str, played_ms: int) -> None: ...  # a paused reply is given up
 
 
 @dataclass
@@ -50,6 +61,8 @@ class Reply:
     played: int = 0  # frames sent
     next_index: int = 0  # the chunk index accepted next: chunks play exactly once, in order
     resampler: Resampler | None = None
+    paused_at: int | None = None  # the track's frame count when a barge-in paused it
+    fade_in: bool = False  # the next frame is the first after a resume
 
 
 class OpusPacketizer:
@@ -91,9 +104,12 @@ class PlayoutTrack(MediaStreamTrack):
     kind = "audio"
 
     def __init__(self, listener: PlayoutListener, far_end: Callable[[np.ndarray], None] | None = None,
-                 bitrate: int = 32000, on_sent: Callable[[float], None] | None = None) -> None:
+                 bitrate: int = 32000, on_sent: Callable[[float], None] | None = None,
+                 resume_window_ms: int = 3000) -> None:
         super().__init__()
         self._listener, self._far_end, self._on_sent = listener, far_end, on_sent
+        self._resume_window = max(1, resume_window_ms // FRAME_MS)  # frames a paused reply is kept
+        self._fade = np.linspace(0.0, 1.0, FADE_IN_SAMPLES, endpoint=False, dtype=np.float32)
         self._replies: deque[Reply] = deque()
         # Replies over (finished, cancelled, interrupted): a redelivered chunk of one must not play it again.
         self._done: deque[str] = deque(maxlen=DONE_REMEMBERED)
@@ -111,8 +127,15 @@ class PlayoutTrack(MediaStreamTrack):
 
     @property
     def playing_turn(self) -> str | None:
-        """The turn whose reply is being sent now, if any."""
-        return self._replies[0].turn_id if self._replies and self._replies[0].played else None
+        """The turn whose reply is being sent now, if any (a paused reply is not)."""
+        head = self._replies[0] if self._replies else None
+        return head.turn_id if head is not None and head.played and head.paused_at is None else None
+
+    @property
+    def paused_turn(self) -> str | None:
+        """The turn whose reply a barge-in paused, if any."""
+        head = self._replies[0] if self._replies else None
+        return head.turn_id if head is not None and head.paused_at is not None else None
 
     def queued_frames(self) -> int:
         return sum(len(r.frames) for r in self._replies)
@@ -124,6 +147,9 @@ class PlayoutTrack(MediaStreamTrack):
         if reply is None or reply.ended or index != reply.next_index:
             return
         reply.next_index += 1
+        paused = self.paused_turn
+        if paused is not None and paused != turn_id:
+            self._drop(self._replies[0])  # a newer reply supersedes the paused one
         if self.queued_frames() >= MAX_QUEUED_FRAMES:
             log.warning("playout queue full: dropping reply audio", extra={"turn_id": turn_id})
             return
@@ -134,7 +160,7 @@ class PlayoutTrack(MediaStreamTrack):
         whole = len(pcm) // FRAME_SAMPLES * FRAME_SAMPLES
         reply.frames.extend(pcm[i:i + FRAME_SAMPLES] for i in range(0, whole, FRAME_SAMPLES))
         reply.tail = pcm[whole:]
-        if reply.frames and self._replies[0] is reply and self._idle_wait is not None:
+        if reply.frames and self._replies[0] is reply and reply.paused_at is None and self._idle_wait is not None:
             _resolve(self._idle_wait, True)  # audio to play: do not wait for the rest of the silent slot
 
     def end(self, turn_id: str) -> None:
@@ -147,9 +173,12 @@ class PlayoutTrack(MediaStreamTrack):
             reply.ended = True
 
     def cancel(self, turn_id: str) -> None:
-        """Stop this reply now if it plays, and drop what is queued of it."""
+        """Stop this reply now if it plays, and drop what is queued of it (a paused one is dropped)."""
         reply = self._reply(turn_id, create=False)
         if reply is None:
+            return
+        if reply.paused_at is not None:
+            self._drop(reply)
             return
         self._replies.remove(reply)
         self._done.append(turn_id)
@@ -157,15 +186,34 @@ class PlayoutTrack(MediaStreamTrack):
             self._listener.playout_finished(turn_id, reply.played * FRAME_MS)
 
     def interrupt(self) -> tuple[str, int] | None:
-        """Barge-in: stop the playing reply on the next frame, drop the rest; returns (turn, played ms)."""
+        """Barge-in: pause the playing reply from the next frame on, keeping the rest; returns (turn, played ms)."""
         turn = self.playing_turn
         if turn is None:
             return None
-        reply = self._replies.popleft()
-        self._done.append(turn)
+        reply = self._replies[0]
+        reply.paused_at = self.frames_sent
+        reply.fade_in = False
         played_ms = reply.played * FRAME_MS
-        self._listener.playout_interrupted(turn, played_ms)
+        self._listener.playout_paused(turn, played_ms)
         return turn, played_ms
+
+    def resume(self, turn_id: str) -> bool:
+        """The barge-in was false: play the paused reply on from where it stopped. False if it is not paused
+        here (never was, or already dropped)."""
+        if self.paused_turn != turn_id:
+            return False
+        reply = self._replies[0]
+        reply.paused_at, reply.fade_in = None, True
+        self._listener.playout_resumed(turn_id, reply.played * FRAME_MS)
+        if reply.frames and self._idle_wait is not None:
+            _resolve(self._idle_wait, True)
+        return True
+
+    def _drop(self, reply: Reply) -> None:
+        """Give up a paused reply: its rest is never played."""
+        self._replies.remove(reply)
+        self._done.append(reply.turn_id)
+        self._listener.playout_dropped(reply.turn_id, reply.played * FRAME_MS)
 
     def _reply(self, turn_id: str, create: bool) -> Reply | None:
         for reply in self._replies:
@@ -182,11 +230,21 @@ class PlayoutTrack(MediaStreamTrack):
     def _next_pcm(self) -> np.ndarray | None:
         while self._replies:
             reply = self._replies[0]
+            if reply.paused_at is not None:
+                if self.frames_sent - reply.paused_at < self._resume_window:
+                    return None  # paused: silence, while the turn processor judges the barge-in
+                self._drop(reply)  # no resume came in time
+                continue
             if reply.frames:
                 if reply.played == 0:
                     self._listener.playout_started(reply.turn_id)
                 reply.played += 1
-                return reply.frames.popleft()
+                pcm = reply.frames.popleft()
+                if reply.fade_in:
+                    reply.fade_in = False
+                    pcm = pcm.copy()
+                    pcm[:FADE_IN_SAMPLES] = (pcm[:FADE_IN_SAMPLES] * self._fade).astype(np.int16)
+                return pcm
             if not reply.ended:
                 return None  # underrun: the reply's next chunk has not arrived yet
             self._replies.popleft()
@@ -196,7 +254,7 @@ class PlayoutTrack(MediaStreamTrack):
         return None
 
     def _has_audio(self) -> bool:
-        return bool(self._replies and self._replies[0].frames)
+        return bool(self._replies and self._replies[0].frames and self._replies[0].paused_at is None)
 
     async def _wait(self, delay: float, wakeable: bool) -> bool:
         """Sleep ``delay`` s; True if a reply's audio cut a wakeable sleep short. A future and a timer, as

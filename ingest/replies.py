@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +10,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from runtime.kafka import make_consumer
 from runtime.settings import CommonSettings
+from runtime.tasks import Supervisor
 from schemas.dlq import decode_or_dead_letter
 from schemas.topics import DLQ, REPLIES
 
@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 
 CONSUMES = (REPLIES,)  # this node's own reply topic: replies_topic(node_id)
+TASK = "replies-consumer"
 
 
 class ReplyConsumer:
@@ -30,10 +31,10 @@ class ReplyConsumer:
         # A long poll costs no latency (the broker answers as soon as a reply is appended) and saves the CPU
         # that polling every 5 ms would burn on every edge.
         self._consumer = make_consumer(settings, group_id=None, auto_offset_reset="latest")
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: Supervisor | None = None
         self.received = 0
 
-    async def start(self) -> None:
+    async def start(self, tasks: Supervisor) -> None:
         """Returns once positioned at the end of every partition: anything produced afterwards is seen."""
         partitions = await self._producer.partitions_for(self._topic)  # fetches metadata if not cached
         await self._consumer.start()
@@ -42,12 +43,12 @@ class ReplyConsumer:
         await self._consumer.seek_to_end(*tps)
         for tp in tps:
             await self._consumer.position(tp)
-        self._task = asyncio.create_task(self._run(), name="replies-consumer")
+        self._tasks = tasks
+        tasks.start(TASK, self._run)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._tasks is not None:
+            await self._tasks.cancel(TASK)
         await self._consumer.stop()
 
     async def _run(self) -> None:

@@ -22,6 +22,7 @@ from ingest.replies import ReplyConsumer
 from ingest.settings import IngestSettings
 from runtime.kafka import make_producer
 from runtime.service import run_until_signal
+from runtime.tasks import Supervisor
 from schemas.base import new_session_id
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class EdgeNode:
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.tasks = Supervisor(self.metrics, "voicebus_ingest")  # the reply consumer and the publisher
         self.vad = SileroVad()
         self.sessions: dict[str, EdgeSession] = {}
         self._pending = 0  # offers being answered: they count against the session limit
@@ -59,9 +61,9 @@ class EdgeNode:
 
         use_host_addresses(self.settings.ice_host_addresses)
         await create_topics(self.settings, (self.settings.node_id,))  # this node's return topic, if missing
-        await self.publisher.start()
+        await self.publisher.start(self.tasks)
         try:
-            await self.replies.start()
+            await self.replies.start(self.tasks)
         except BaseException:
             await self.publisher.stop(0)
             raise
@@ -104,8 +106,10 @@ class EdgeNode:
         return web.FileResponse(STATIC / "index.html")
 
     async def _health(self, request: web.Request) -> web.Response:
-        ok = self.accepting
-        return web.json_response({"status": "ok" if ok else "draining", "node_id": self.settings.node_id,
+        down = self.tasks.down  # a dead reply consumer or publisher: no reply plays, nothing is published
+        ok = self.accepting and not down
+        status = "ok" if ok else "down" if down else "draining"
+        return web.json_response({"status": status, "node_id": self.settings.node_id, "down": down,
                                   "sessions": len(self.sessions)}, status=200 if ok else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:

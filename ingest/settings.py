@@ -46,9 +46,16 @@ class IngestSettings(CommonSettings):
                                    description="Speech this long (above threshold) starts an utterance.")
     vad_min_silence_ms: int = Field(VadParams.min_silence_ms, description="Silence this long ends an utterance.")
     jitter_max_wait_ms: int = Field(120, description="Longest the receive buffer waits for a missing packet.")
-    audio_queue_frames: int = Field(2000, description="Frames waiting for Kafka beyond which new frames are dropped.")
-    event_queue_size: int = Field(5000, description="Events waiting for Kafka beyond which new ones are dropped.")
+    audio_queue_frames: int = Field(15_000, gt=0, description="Frames kept for Kafka while it is slow or away "
+                                    "(about 10 MB; 5 minutes of one session): beyond it the oldest is dropped.")
+    event_queue_size: int = Field(50_000, gt=0, description="Events kept for Kafka while it is slow or away "
+                                  "(about 25 MB): beyond it VAD heartbeats are dropped (the oldest first), then "
+                                  "new events.")
     opus_bitrate: int = Field(32000, description="Bit rate of the agent audio sent to peers (mono Opus).")
+    reply_resume_window_ms: int = Field(
+        3000, ge=20, description="A reply paused by a barge-in is kept this long for a resume (the barge-in was "
+        "a cough, a door); then dropped. Covers the turn processor's false-interruption window plus the "
+        "recogniser's lag. The responder keeps the paused reply's generation as long.")
     drain_timeout_s: float = Field(5.0, description="On SIGTERM, how long to wait for sessions and Kafka to flush.")
 
     @field_validator("ice_servers", "ice_host_addresses", mode="before")

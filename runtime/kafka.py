@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from runtime.settings import CommonSettings
 
@@ -36,3 +37,18 @@ def make_consumer(settings: CommonSettings, *topics: str, group_id: str | None, 
     )
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
+
+
+async def rewind(consumer: AIOKafkaConsumer, handled: Mapping[TopicPartition, int]) -> None:
+    """Before a consumer loop runs again after it died mid-batch: every assigned partition goes back to the
+    first record the loop did not handle, ``handled[tp]`` (one past the last one it handled) or, for a partition
+    it handled nothing of, the committed offset (the beginning without one: this consumer resets to earliest).
+    Without this, what the batch held after the failure would be committed past unread."""
+    for tp in consumer.assignment():
+        offset = handled.get(tp)
+        if offset is None:
+            offset = await consumer.committed(tp)
+        if offset is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, offset)

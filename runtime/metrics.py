@@ -185,8 +185,10 @@ def metrics_port_field(default: int, service: str) -> Any:
                  "(0: not served; a port in use is reported and the service runs without it).")
 
 
-async def serve_metrics(registry: Registry, host: str, port: int) -> Any:
+async def serve_metrics(registry: Registry, host: str, port: int,
+                        down: Callable[[], Sequence[str]] | None = None) -> Any:
     """Serve ``/metrics`` (and ``/healthz``) until the returned runner is cleaned up; port 0: not served.
+    ``down()`` names what is broken (a runtime.tasks.Supervisor's dead tasks): ``/healthz`` is 503 while any is.
 
     A port already in use (a second worker of the same kind on this host) is logged and not served: the
     service runs on without its metrics rather than failing to start. Returns None when not served."""
@@ -198,6 +200,9 @@ async def serve_metrics(registry: Registry, host: str, port: int) -> Any:
         return await metrics_response(registry)
 
     async def healthz(_: web.Request) -> web.Response:
+        broken = down() if down is not None else ()
+        if broken:
+            return web.Response(text=f"down: {', '.join(broken)}", status=503)
         return web.Response(text="ok")
 
     app = web.Application()

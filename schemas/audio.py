@@ -7,9 +7,9 @@ Layout, version 1 (52-byte header, then ``sample_count`` int16 samples):
     4      1    version (1)
     5      1    flags (bit 0: the edge's VAD called it voiced; bit 1: concealed, the packet was lost)
     6      16   session id (the uuid behind the 32-hex-char session id)
-    22     8    seq (uint64, per session, no gaps: a lost packet becomes a concealed frame)
-    30     8    capture wall time, ns (int64)
-    38     8    media time, ns (int64, 0 at the session's first frame)
+    22     8    seq (uint64, per session, no gaps: a lost packet becomes a concealed frame; at most 2**63-1)
+    30     8    capture wall time, ns (int64; Unix time before 2100, as every event's: schemas.bounds)
+    38     8    media time, ns (int64, 0 at the session's first frame; at most 7 days)
     46     4    sample rate (uint32, one of SAMPLE_RATES)
     50     2    sample count (uint16)
 """
@@ -20,6 +20,8 @@ import struct
 from typing import NamedTuple
 
 import numpy as np
+
+from schemas.bounds import MAX_INT64, MAX_MEDIA_NS, MAX_WALL_NS
 
 # The platform's audio: what voice.audio carries and every service computes in.
 RATE = 16_000
@@ -66,6 +68,13 @@ class AudioFrame(NamedTuple):
         return np.frombuffer(self.pcm, dtype="<i2")
 
 
+def _check_range(seq: int, wall: int, media: int) -> None:
+    # The ranges of every event (schemas.bounds): a frame's clocks are the session's too.
+    if not (0 <= wall <= MAX_WALL_NS and 0 <= media <= MAX_MEDIA_NS and 0 <= seq <= MAX_INT64):
+        what = "negative timestamp" if wall < 0 or media < 0 else "out of range"
+        raise FrameError(f"{what} in audio frame: seq {seq}, capture wall ns {wall}, media ns {media}")
+
+
 def encode_frame(frame: AudioFrame) -> bytes:
     if frame.sample_rate not in SAMPLE_RATES:
         raise FrameError(f"sample rate {frame.sample_rate} is not one of {sorted(SAMPLE_RATES)}")
@@ -78,8 +87,7 @@ def encode_frame(frame: AudioFrame) -> bytes:
         sid = b""
     if len(sid) != 16:
         raise FrameError(f"session id must be 32 hex characters, got {frame.session_id!r}")
-    if frame.capture_wall_ns < 0 or frame.media_ns < 0:
-        raise FrameError("negative timestamp in audio frame")  # decode_frame would refuse it
+    _check_range(frame.seq, frame.capture_wall_ns, frame.media_ns)  # what decode_frame would refuse
     try:
         header = HEADER.pack(MAGIC, VERSION, frame.flags, sid, frame.seq, frame.capture_wall_ns,
                              frame.media_ns, frame.sample_rate, n // 2)
@@ -100,6 +108,5 @@ def decode_frame(data: bytes) -> AudioFrame:
         raise FrameError(f"sample rate {rate} is not one of {sorted(SAMPLE_RATES)}")
     if len(data) - HEADER_SIZE != count * 2:
         raise FrameError(f"header says {count} samples ({count * 2} bytes) but {len(data) - HEADER_SIZE} follow")
-    if wall < 0 or media < 0:
-        raise FrameError("negative timestamp in audio frame")
+    _check_range(seq, wall, media)
     return AudioFrame(sid.hex(), seq, wall, media, rate, data[HEADER_SIZE:], flags)

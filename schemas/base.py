@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, ClassVar, TypedDict
+from typing import ClassVar, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict
 
-SessionId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
-NodeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-TurnId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Nanos = Annotated[int, Field(ge=0)]
+from schemas.bounds import MediaNs, Seq, SessionId, TurnId, WallNs
 
 
 def new_session_id() -> str:
@@ -36,9 +33,9 @@ class Event(BaseModel):
     type: str
     schema_version: int = 1
     session_id: SessionId
-    seq: Annotated[int, Field(ge=0)]
-    media_ns: Nanos
-    wall_ns: Nanos
+    seq: Seq
+    media_ns: MediaNs
+    wall_ns: WallNs
 
     def model_post_init(self, __context: object) -> None:
         # Events are made at the current version; older ones pass through an upcaster first (schemas.codec).

@@ -12,35 +12,36 @@ The ASR (producer) keeps, per session:
 - the event's own ``media_ns`` is the session's media clock when it was made: the end of the audio the
   recogniser had consumed. It never goes backwards within one worker's stream for a session, so a final is
   never stamped before the partials it supersedes;
-- ``seq`` counts up per session within one worker; a worker that takes a session over starts again.
+- ``seq`` counts up per session within one worker; a worker that takes a session over starts again;
+- with an end-of-turn scorer on, for an utterance that the VAD stopped, at most one EndOfTurnScored with the
+  same span as its final, sent *before* that final (so a consumer that waits for the final has the score).
 
 The turn processor (consumer) relies on nothing else. In particular it must not assume:
 - any order between voice.transcripts and voice.vad / voice.playout (separate topics, read independently: a
   final may come before its SpeechStopped, or seconds after it);
 - that ``seq`` or ``media_ns`` increase across workers (a rebalance restarts both).
 So it identifies a final by its span, applies a repeated final once, matches finals to turns by span overlap
-(never by arrival), and treats partials as hints that a later final supersedes.
+(never by arrival), and treats partials as hints that a later final supersedes. A score is joined to its
+utterance by the span too; one that comes after its utterance's final breaks the order above and is ignored, so
+every interleaving of the topics decides the same.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field
-
-from schemas.base import Event, Nanos, NodeId, TurnEvent
+from schemas.base import Event, TurnEvent
+from schemas.bounds import Count, MediaMs, MediaNs, Name, NodeId, Pcm16, Probability, Text, WallNs
 from schemas.telemetry import Stage
 from schemas.upcast import Payload, upcaster
-
-Millis = Annotated[int, Field(ge=0)]
 
 
 class TranscriptPartial(Event):
     type: Literal["transcript_partial"] = "transcript_partial"
-    text: str
-    start_media_ns: Nanos
-    end_media_ns: Nanos
-    engine: str = ""
+    text: Text
+    start_media_ns: MediaNs
+    end_media_ns: MediaNs
+    engine: Name = ""
 
 
 class TranscriptFinal(Event):
@@ -49,10 +50,22 @@ class TranscriptFinal(Event):
     VERSION = 2
     type: Literal["transcript_final"] = "transcript_final"
     schema_version: int = 2
-    text: str
-    start_media_ns: Nanos
-    end_media_ns: Nanos
-    engine: str = ""
+    text: Text
+    start_media_ns: MediaNs
+    end_media_ns: MediaNs
+    engine: Name = ""
+
+
+class EndOfTurnScored(Event):
+    """How likely the person finished their turn at the end of one utterance (``probability``: P(complete)),
+    judged from the sound of the turn up to the pause (an audio model, e.g. Smart Turn). The span is the
+    utterance's, as in its TranscriptFinal."""
+
+    type: Literal["end_of_turn_scored"] = "end_of_turn_scored"
+    start_media_ns: MediaNs
+    end_media_ns: MediaNs
+    probability: Probability
+    engine: Name = ""
 
 
 @upcaster("transcript_final", 1)
@@ -70,9 +83,9 @@ class TurnSpeculative(TurnEvent):
     type: Literal["turn_speculative"] = "turn_speculative"
     schema_version: int = 2
     node_id: NodeId
-    text: str
-    speech_start_media_ns: Nanos
-    speech_end_media_ns: Nanos
+    text: Text
+    speech_start_media_ns: MediaNs
+    speech_end_media_ns: MediaNs
 
 
 class TurnCommitted(TurnEvent):
@@ -82,9 +95,9 @@ class TurnCommitted(TurnEvent):
     type: Literal["turn_committed"] = "turn_committed"
     schema_version: int = 2
     node_id: NodeId
-    text: str
-    speech_start_media_ns: Nanos
-    speech_end_media_ns: Nanos
+    text: Text
+    speech_start_media_ns: MediaNs
+    speech_end_media_ns: MediaNs
 
 
 @upcaster("turn_speculative", 1)
@@ -95,27 +108,30 @@ def _turn_v1(p: Payload) -> Payload:
 
 
 class TurnCancelled(TurnEvent):
-    """Stop work and playout for this turn: the person resumed (withdrawn), interrupted, or left."""
+    """Stop work and playout for this turn: the person resumed (withdrawn), interrupted, or left; or the turn's
+    words did not come within the turn processor's ASR wait (asr_timeout: it is not answered)."""
 
     type: Literal["turn_cancelled"] = "turn_cancelled"
     node_id: NodeId
-    reason: Literal["withdrawn", "barge_in", "session_ended"]
+    reason: Literal["withdrawn", "barge_in", "session_ended", "asr_timeout"]
 
 
 class BargeIn(TurnEvent):
-    """The person interrupted the reply of ``turn_id``; only ``played_ms`` of it was heard."""
+    """The person spoke over the reply of ``turn_id``; ``played_ms`` of it was heard. The edge has paused it. With
+    false interruptions resumed, the barge-in is judged later: ``TurnCancelled`` (reason ``barge_in``) and
+    ``TurnEnded`` (``interrupted``) follow if words come, ``FalseInterruption`` if none do."""
 
     type: Literal["barge_in"] = "barge_in"
     node_id: NodeId
-    played_ms: Millis
+    played_ms: MediaMs
 
 
 class FalseInterruption(TurnEvent):
-    """A barge-in with no words after it (a cough, a door): the reply may resume from ``played_ms``."""
+    """A barge-in with no words after it (a cough, a door): the reply resumes from ``played_ms``."""
 
     type: Literal["false_interruption"] = "false_interruption"
     node_id: NodeId
-    played_ms: Millis
+    played_ms: MediaMs
 
 
 class TurnEnded(TurnEvent):
@@ -131,12 +147,12 @@ class ReplyAudioChunk(TurnEvent):
     VERSION = 2
     type: Literal["reply_audio_chunk"] = "reply_audio_chunk"
     schema_version: int = 2
-    speech_start_media_ns: Nanos
-    speech_end_media_ns: Nanos
-    index: Annotated[int, Field(ge=0)]
+    speech_start_media_ns: MediaNs
+    speech_end_media_ns: MediaNs
+    index: Count
     sample_rate: Literal[8000, 16000, 22050, 24000, 48000] = 16000
-    pcm: bytes
-    text: str = ""
+    pcm: Pcm16
+    text: Text = ""
 
 
 @upcaster("reply_audio_chunk", 1)
@@ -147,16 +163,23 @@ def _reply_audio_chunk_v1(p: Payload) -> Payload:
 
 class ReplyText(TurnEvent):
     type: Literal["reply_text"] = "reply_text"
-    text: str
+    text: Text
 
 
 class ReplyEnded(TurnEvent):
     type: Literal["reply_ended"] = "reply_ended"
-    chunks: Annotated[int, Field(ge=0)]
+    chunks: Count
 
 
 class ReplyCancelled(TurnEvent):
     type: Literal["reply_cancelled"] = "reply_cancelled"
+
+
+class ReplyResumed(TurnEvent):
+    """The barge-in that paused this turn's reply was a false interruption: play the rest of it from where it
+    stopped. The edge keeps a paused reply's unplayed audio for a bounded time; after that this is ignored."""
+
+    type: Literal["reply_resumed"] = "reply_resumed"
 
 
 class SpeechRecognised(Event):
@@ -165,10 +188,10 @@ class SpeechRecognised(Event):
     says which of the two it copies. Only the edge reads these; the turn processor reads voice.transcripts."""
 
     type: Literal["speech_recognised"] = "speech_recognised"
-    text: str
+    text: Text
     final: bool
-    start_media_ns: Nanos
-    end_media_ns: Nanos
+    start_media_ns: MediaNs
+    end_media_ns: MediaNs
 
 
 class ReplyStages(TurnEvent):
@@ -177,4 +200,4 @@ class ReplyStages(TurnEvent):
     show the turn's latency breakdown without reading voice.telemetry, where the same times are stamped."""
 
     type: Literal["reply_stages"] = "reply_stages"
-    stages: dict[Stage, Nanos]
+    stages: dict[Stage, WallNs]

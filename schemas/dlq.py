@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from schemas.bounds import MAX_ERROR
 from schemas.codec import DecodeError
 from schemas.telemetry import DeadLetter
 from schemas.topics import DLQ
@@ -31,6 +32,8 @@ class Producer(Protocol):
 
 
 def dead_letter_for(record: Record, error: str, consumer: str = "") -> DeadLetter:
+    if len(error) > MAX_ERROR:  # a validation error of a big union can be long: the letter must still be made
+        error = error[:MAX_ERROR - 20] + " ... (cut)"
     return DeadLetter(
         source_topic=record.topic, partition=record.partition, offset=record.offset,
         key=record.key, value=record.value, headers=list(record.headers or ()), error=error, consumer=consumer,

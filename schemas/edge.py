@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field
-
-from schemas.base import Event, Nanos, NodeId, TurnEvent
+from schemas.base import Event, TurnEvent
+from schemas.bounds import Count, MediaMs, MediaNs, Name, NodeId, Probability, UserAgent, WallNs
 from schemas.upcast import Payload, upcaster
-
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class SpeechStarted(Event):
     type: Literal["speech_started"] = "speech_started"
     node_id: NodeId
-    speech_start_media_ns: Nanos
-    speech_start_wall_ns: Nanos
+    speech_start_media_ns: MediaNs
+    speech_start_wall_ns: WallNs
     probability: Probability
 
 
@@ -28,9 +25,9 @@ class SpeechStopped(Event):
     type: Literal["speech_stopped"] = "speech_stopped"
     schema_version: int = 2
     node_id: NodeId
-    speech_start_media_ns: Nanos
-    speech_end_media_ns: Nanos
-    speech_end_wall_ns: Nanos
+    speech_start_media_ns: MediaNs
+    speech_end_media_ns: MediaNs
+    speech_end_wall_ns: WallNs
 
 
 @upcaster("speech_stopped", 1)
@@ -62,16 +59,16 @@ def _vad_progress_v1(p: Payload) -> Payload:
 class SessionStarted(Event):
     type: Literal["session_started"] = "session_started"
     node_id: NodeId
-    remote: str = ""
-    user_agent: str = ""
+    remote: Name = ""
+    user_agent: UserAgent = ""
 
 
 class SessionEnded(Event):
     type: Literal["session_ended"] = "session_ended"
     node_id: NodeId
     reason: Literal["client_closed", "deleted", "ice_failed", "dtls_failed", "shutdown", "error"]
-    frames_in: Annotated[int, Field(ge=0)] = 0
-    frames_dropped: Annotated[int, Field(ge=0)] = 0
+    frames_in: Count = 0
+    frames_dropped: Count = 0
 
 
 class PlayoutStarted(TurnEvent):
@@ -82,7 +79,7 @@ class PlayoutStarted(TurnEvent):
 class PlayoutFinished(TurnEvent):
     type: Literal["playout_finished"] = "playout_finished"
     node_id: NodeId
-    played_ms: Annotated[int, Field(ge=0)]
+    played_ms: MediaMs
 
 
 class PlayoutInterrupted(TurnEvent):
@@ -90,5 +87,5 @@ class PlayoutInterrupted(TurnEvent):
 
     type: Literal["playout_interrupted"] = "playout_interrupted"
     node_id: NodeId
-    played_ms: Annotated[int, Field(ge=0)]
-    barge_in_media_ns: Nanos
+    played_ms: MediaMs
+    barge_in_media_ns: MediaNs

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from schemas.base import Nanos, NodeId, TurnEvent, now_ns
+from schemas.base import TurnEvent, now_ns
+from schemas.bounds import ErrorText, MediaNs, Name, NodeId, Offset, Partition, TopicName, WallNs
 
 # The turn timeline of design.md, in order.
 Stage = Literal[
@@ -31,10 +32,10 @@ class StageStamped(TurnEvent):
     type: Literal["stage_stamped"] = "stage_stamped"
     node_id: NodeId
     stage: Stage
-    stage_wall_ns: Nanos
-    stage_media_ns: Nanos | None = None
+    stage_wall_ns: WallNs
+    stage_media_ns: MediaNs | None = None
     service: Literal["ingest", "streams", "asr", "responder"]
-    engine: str = ""
+    engine: Name = ""
 
 
 class DeadLetter(BaseModel):
@@ -44,12 +45,14 @@ class DeadLetter(BaseModel):
 
     type: Literal["dead_letter"] = "dead_letter"
     schema_version: int = 1
-    source_topic: str
-    partition: Annotated[int, Field(ge=0)]
-    offset: Annotated[int, Field(ge=0)]
+    source_topic: TopicName
+    partition: Partition
+    offset: Offset
+    # The record as it was, whatever it holds: its size is bounded by the broker's message size, not here
+    # (a dead letter must be writable for any record a consumer can be handed).
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes | None]] = []  # Kafka header values may be null
-    error: str
-    consumer: str = ""
-    wall_ns: Nanos = Field(default_factory=now_ns)
+    error: ErrorText
+    consumer: Annotated[str, StringConstraints(max_length=256)] = ""
+    wall_ns: WallNs = Field(default_factory=now_ns)

@@ -21,10 +21,12 @@ from schemas.audio import AudioFrame
 from schemas.codec import AudioCodec, JsonCodec
 from schemas.conversation import (
     BargeIn,
+    EndOfTurnScored,
     FalseInterruption,
     ReplyAudioChunk,
     ReplyCancelled,
     ReplyEnded,
+    ReplyResumed,
     ReplyStages,
     ReplyText,
     SpeechRecognised,
@@ -67,9 +69,10 @@ def _codec(*models: Any) -> JsonCodec[Any]:
 VadEvent = _union(SpeechStarted, SpeechStopped, VadProgress)
 SessionEvent = _union(SessionStarted, SessionEnded)
 PlayoutEvent = _union(PlayoutStarted, PlayoutFinished, PlayoutInterrupted)
-TranscriptEvent = _union(TranscriptPartial, TranscriptFinal)
+TranscriptEvent = _union(TranscriptPartial, TranscriptFinal, EndOfTurnScored)
 TurnDecision = _union(TurnSpeculative, TurnCommitted, TurnCancelled, BargeIn, FalseInterruption, TurnEnded)
-ReplyEvent = _union(ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, ReplyStages, SpeechRecognised)
+ReplyEvent = _union(ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, ReplyResumed, ReplyStages,
+                    SpeechRecognised)
 TelemetryEvent = StageStamped
 
 
@@ -111,8 +114,9 @@ SESSIONS = _json_topic("voice.sessions", "session lifecycle at the edge", "inges
                        readers=("streams", "asr", "telemetry"))
 PLAYOUT = _json_topic("voice.playout", "what the edge actually played of each reply, and barge-ins",
                       "ingest", PlayoutStarted, PlayoutFinished, PlayoutInterrupted, readers=("streams",))
-TRANSCRIPTS = _json_topic("voice.transcripts", "partial and final transcripts with media time spans", "asr",
-                          TranscriptPartial, TranscriptFinal, readers=("streams",))
+TRANSCRIPTS = _json_topic("voice.transcripts", "partial and final transcripts, and end-of-turn scores, with media "
+                          "time spans", "asr", TranscriptPartial, TranscriptFinal, EndOfTurnScored,
+                          readers=("streams",))
 TURNS = _json_topic("voice.turns", "turn decisions: speculative, committed, cancelled, barge-in, ended",
                     "streams", TurnSpeculative, TurnCommitted, TurnCancelled, BargeIn, FalseInterruption,
                     TurnEnded, readers=("responder", "telemetry"))
@@ -130,9 +134,11 @@ TURN_STATE_CHANGELOG = TopicSpec(
 REPLIES_PATTERN = "voice.replies.{node_id}"
 # The ASR also writes here: a copy of each transcript for the edge holding the session, so that an edge reads
 # only its own sessions' words (reading voice.transcripts, every edge would read every session's).
-REPLIES = _json_topic(REPLIES_PATTERN, "reply audio, text, end, cancel and stage times, and the person's "
-                      "recognised words, for the sessions held by one edge node", "responder, asr",
-                      ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, ReplyStages, SpeechRecognised,
+REPLIES = _json_topic(REPLIES_PATTERN,
+                      "reply audio, text, end, cancel, resume and stage times, and the person's recognised words, "
+                      "for the sessions held by one edge node", "responder, asr",
+                      ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, ReplyResumed, ReplyStages,
+                      SpeechRecognised,
                       readers=("ingest",))
 
 # Topics that exist once per deployment (the per-node reply topics are made per node: replies_topic()).

@@ -31,4 +31,6 @@ extras="vad,aec,tts-espeak,ops"
 .venv/bin/pip install -q --no-deps "pocketsphinx==5.1.1"
 # silero-vad ships the ONNX model we run on onnxruntime; its torch dependency is not needed.
 .venv/bin/pip install -q --no-deps "silero-vad==6.2.3"
+# The Smart Turn end-of-turn model, out of the pipecat-ai wheel (pipecat itself is not installed).
+bash scripts/fetch_smart_turn.sh .venv/bin/python
 .venv/bin/voicebus kafka fetch

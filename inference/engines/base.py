@@ -1,4 +1,4 @@
-"""The engine interfaces the workers see: streaming ASR, LLM, TTS.
+"""The engine interfaces the workers see: streaming ASR, end of turn, LLM, TTS.
 
 Each vendor implements one of these ABCs in its own module; a worker picks one from its settings
 (``inference.engine_choice``) and never knows which it got. Audio is PCM16 mono, little-endian, bytes.
@@ -52,6 +52,24 @@ class AsrEngine(ABC):
     @abstractmethod
     async def stream(self, sample_rate: int = 16000) -> AsrStream:
         """A new utterance stream for audio at ``sample_rate``."""
+
+    async def warm(self) -> None:
+        """Load what the first request would otherwise wait for."""
+
+    async def aclose(self) -> None:
+        """Release the engine's resources."""
+
+
+class TurnEndEngine(ABC):
+    """P(complete): how likely the person has finished their turn, from the sound of it up to a pause."""
+
+    name: str
+
+    @abstractmethod
+    async def score(self, pcm: bytes) -> float:
+        """P(complete) in [0, 1] for the turn's audio, PCM16 mono 16 kHz, ending at the pause (a little
+        silence after the last word included). The engine uses as much of the end of it as its model takes.
+        Calls from many sessions may run at once (an engine may batch them)."""
 
     async def warm(self) -> None:
         """Load what the first request would otherwise wait for."""

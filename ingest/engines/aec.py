@@ -21,12 +21,12 @@ class EchoCanceller(ABC):
         """The microphone audio with the echo removed."""
 
 
-# Silence still fed to the canceller after the agent stops: the echo of the last words is still arriving.
-QUIET_TAIL_FRAMES = 25  # 500 ms
-
-
 class WebRtcAec3(EchoCanceller):
-    """WebRTC AEC3 (with its own delay estimator), optionally with noise suppression in the same pass."""
+    """WebRTC AEC3 (with its own delay estimator), optionally with noise suppression in the same pass.
+
+    Every far-end frame is fed, silence included: AEC3 aligns the two streams by counting frames, and a reply
+    that follows skipped silence found its echo estimate misplaced (the residual came out louder than the raw
+    microphone, and the echo was taken for a person talking over the reply)."""
 
     name = "webrtc-aec3"
 
@@ -34,17 +34,8 @@ class WebRtcAec3(EchoCanceller):
         from ingest.engines.apm import Apm
 
         self._apm = Apm(echo_cancellation=True, noise_suppression=noise_suppression)
-        self._quiet = QUIET_TAIL_FRAMES
 
     def far_end(self, pcm: np.ndarray) -> None:
-        # While the agent is silent there is no echo to model: skipping those frames saves two FFI round trips
-        # per frame per idle session (the edge's largest cost after the VAD).
-        if pcm.any():
-            self._quiet = 0
-        elif self._quiet >= QUIET_TAIL_FRAMES:
-            return
-        else:
-            self._quiet += 1
         self._apm.reverse(pcm)
 
     def near_end(self, pcm: np.ndarray) -> np.ndarray:

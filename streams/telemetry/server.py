@@ -4,6 +4,7 @@ serves the sink's Prometheus ``/metrics``."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -15,9 +16,15 @@ from streams.telemetry.writer import ClickHouse
 log = logging.getLogger(__name__)
 
 
-def make_app(clickhouse: ClickHouse, metrics: Registry | None = None) -> web.Application:
+def make_app(clickhouse: ClickHouse, metrics: Registry | None = None,
+             down: Callable[[], Sequence[str]] | None = None) -> web.Application:
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "dsn": clickhouse.dsn})
+
+    async def healthz(request: web.Request) -> web.Response:
+        # /health says where the sink writes (ops finds it by that); /healthz whether its loop runs.
+        broken = list(down()) if down is not None else []
+        return web.json_response({"ok": not broken, "down": broken}, status=503 if broken else 200)
 
     async def query(request: web.Request) -> web.Response:
         try:
@@ -32,6 +39,7 @@ def make_app(clickhouse: ClickHouse, metrics: Registry | None = None) -> web.App
 
     app = web.Application()
     app.router.add_get("/health", health)
+    app.router.add_get("/healthz", healthz)
     app.router.add_post("/query", query)
     if metrics is not None:
         registry = metrics
@@ -43,8 +51,9 @@ def make_app(clickhouse: ClickHouse, metrics: Registry | None = None) -> web.App
     return app
 
 
-async def serve(clickhouse: ClickHouse, host: str, port: int, metrics: Registry | None = None) -> web.AppRunner:
-    runner = web.AppRunner(make_app(clickhouse, metrics), access_log=None)
+async def serve(clickhouse: ClickHouse, host: str, port: int, metrics: Registry | None = None,
+                down: Callable[[], Sequence[str]] | None = None) -> web.AppRunner:
+    runner = web.AppRunner(make_app(clickhouse, metrics, down), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("query endpoint on http://%s:%d", host, port)

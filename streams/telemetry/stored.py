@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from datetime import date
 from typing import Any
 
@@ -26,9 +26,11 @@ BACKFILL = "turn_latencies from turns"  # the migration's name in the migrations
 STORE_SQL = "INSERT INTO turn_latencies SELECT *, now64(9) FROM turn_latency_live"
 
 
-def turns_in(rows: Mapping[str, list[Row]]) -> set[tuple[date, str]]:
-    """The (turn_day, turn_id) of every turn a batch of rows brings news of."""
-    return {(row[0], row[1]) for table in (STAGE_EVENTS, TURN_DECISIONS) for row in rows.get(table, ())}
+def turns_in(rows: Mapping[str, list[Row]], skip: Set[tuple[str, int]] = frozenset()) -> set[tuple[date, str]]:
+    """The (turn_day, turn_id) of every turn a batch of rows brings news of, but for the rows ``skip`` names
+    (table, index)."""
+    return {(row[0], row[1]) for table in (STAGE_EVENTS, TURN_DECISIONS)
+            for i, row in enumerate(rows.get(table, ())) if (table, i) not in skip}
 
 
 def store(client: Any, turns: Iterable[tuple[date, str]]) -> None:

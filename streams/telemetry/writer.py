@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from clickhouse_connect.driver.exceptions import DataError
+
 from runtime.clickhouse import connect
 from streams.telemetry import queries
 from streams.telemetry.rows import COLUMNS, Row
@@ -17,6 +19,11 @@ T = TypeVar("T")
 
 # Raw tables first: the views that aggregate turns fire on their inserts.
 WRITE_ORDER = tuple(COLUMNS)
+# The client could not serialise the rows into the columns' types (a value out of a column's range, a wrong
+# type): the rows' fault, found before anything reaches ClickHouse. Any other error is ClickHouse's (down,
+# refusing writes): the whole batch is retried.
+ROW_ERRORS = (DataError, TypeError, ValueError, OverflowError)
+Rejected = tuple[str, int, str]  # table, index of the row in its list, error
 
 
 class ClickHouse:
@@ -39,14 +46,33 @@ class ClickHouse:
 
         return await self._call(_open)
 
-    async def write(self, rows: Mapping[str, list[Row]]) -> None:
-        def _write() -> None:
+    async def write(self, rows: Mapping[str, list[Row]]) -> list[Rejected]:
+        """Insert every row that can be; return those that cannot (a poison row never blocks the others). A
+        failure of ClickHouse itself raises: nothing is known to be written, the caller retries the batch (every
+        write is idempotent)."""
+
+        def _write() -> list[Rejected]:
+            rejected: list[Rejected] = []
             for table in WRITE_ORDER:
                 if rows.get(table):
-                    self.client.insert(table, rows[table], column_names=COLUMNS[table])
-            store(self.client, turns_in(rows))  # once the raw rows are in: the turns' latency rows, again
+                    rejected += self._insert(table, rows[table], 0)
+            # Once the raw rows are in: the latency rows of their turns, again (not of rejected rows' turns:
+            # their keys may be what ClickHouse cannot take).
+            store(self.client, turns_in(rows, skip={(table, i) for table, i, _ in rejected}))
+            return rejected
 
-        await self._call(_write)
+        return await self._call(_write)
+
+    def _insert(self, table: str, rows: list[Row], first: int) -> list[Rejected]:
+        """On the worker thread: insert, and on a row error split the rows in halves down to the culprits."""
+        try:
+            self.client.insert(table, rows, column_names=COLUMNS[table])
+            return []
+        except ROW_ERRORS as exc:
+            if len(rows) == 1:
+                return [(table, first, f"{type(exc).__name__}: {exc}")]
+        half = len(rows) // 2
+        return self._insert(table, rows[:half], first) + self._insert(table, rows[half:], first + half)
 
     async def query(self, name: str, params: Mapping[str, Any]) -> queries.Result:
         return await self._call(queries.execute, self.client, name, params)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -26,8 +27,9 @@ from faust.exceptions import ConsumerNotStarted
 from faust.serializers import codecs
 from pydantic import ValidationError
 
-from runtime.metrics import ServiceMetrics, partition_lag
+from runtime.metrics import Counter, ServiceMetrics, partition_lag
 from schemas.base import Event, now_ns
+from schemas.conversation import TurnCancelled
 from schemas.dlq import decode_or_dead_letter
 from schemas.telemetry import StageStamped
 from schemas.topics import (
@@ -95,6 +97,13 @@ def needs_write(old: TurnState | None, new: TurnState, decisions: tuple[Event, .
     return False
 
 
+class TurnMetrics(ServiceMetrics):
+    def __init__(self, lag: Callable[[], float]) -> None:
+        super().__init__("streams", per="event", lag=lag)
+        self.asr_timeouts = Counter("voicebus_streams_asr_timeouts_total", "Turns ended unanswered because their "
+                                    "final transcript did not come within the ASR wait (turn_asr_wait_ms).")
+
+
 class _DlqProducer:
     """Faust's producer under the aiokafka signature that schemas.dlq expects."""
 
@@ -117,7 +126,7 @@ class TurnProcessor:
         self.consumer_name = settings.app_id()
         self._dlq = _DlqProducer(app)
         self._sources = frozenset(settings.topic(spec.name) for spec in SOURCES)
-        self.metrics = ServiceMetrics("streams", per="event", lag=self._lag)
+        self.metrics = TurnMetrics(self._lag)
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         state_codec = StateCodec()
         source = app.topic(*(settings.topic(spec.name) for spec in SOURCES), **raw)
@@ -189,7 +198,12 @@ class TurnProcessor:
             spec = topic_of(type(d))
             pending.append(await producer.send(self.settings.topic(spec.name), key, spec.codec.encode(d),
                                                None, None, [(TYPE_HEADER, d.type.encode())]))
-            if not isinstance(d, StageStamped):
+            if isinstance(d, TurnCancelled) and d.reason == "asr_timeout":
+                self.metrics.asr_timeouts.inc()
+                log.warning("turn cancelled: no final transcript within the ASR wait (%d ms); is the ASR worker "
+                            "up?", self.settings.turn_asr_wait_ms,
+                            extra={"session_id": d.session_id, "turn_id": d.turn_id})
+            elif not isinstance(d, StageStamped):
                 log.info("%s", d.type, extra={"session_id": d.session_id, "turn_id": getattr(d, "turn_id", "")})
         if pending:
             self.metrics.events_out.inc(len(pending))

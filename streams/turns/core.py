@@ -7,7 +7,9 @@ telemetry), it never makes one, so replaying a session's events gives the same d
 The topics are read independently, so events of one session arrive in any interleaving of their topics (each
 topic in order). The edge's events (VAD, playout, sessions) carry one sequence per session and are applied once
 by a watermark; transcripts follow the ASR contract in ``schemas.conversation``: a final is identified by its
-span and matched to a turn by overlap, whatever order it arrives in.
+span and matched to a turn by overlap, whatever order it arrives in. An end-of-turn score is joined to the
+utterance that ends at its span's end; the ASR sends it before the utterance's final and a pause is judged only
+once that final is in (or given up on), so the score is there whenever it can matter, in every interleaving.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from schemas.base import Envelope, Event
 from schemas.conversation import (
     BargeIn,
+    EndOfTurnScored,
     FalseInterruption,
     TranscriptFinal,
     TranscriptPartial,
@@ -39,10 +42,10 @@ from schemas.edge import (
 )
 from schemas.telemetry import Stage, StageStamped
 from streams.turns.policy import Policy
-from streams.turns.state import Final, HeldEvent, Interruption, OpenTurn, Segment, TurnState
+from streams.turns.state import Final, HeldEvent, Interruption, OpenTurn, Score, Segment, TurnState
 
 Inbound = (
-    SpeechStarted | SpeechStopped | VadProgress | TranscriptPartial | TranscriptFinal
+    SpeechStarted | SpeechStopped | VadProgress | TranscriptPartial | TranscriptFinal | EndOfTurnScored
     | PlayoutStarted | PlayoutFinished | PlayoutInterrupted | SessionStarted | SessionEnded
 )
 # Each source is read from its own topic. The edge's sources have a (media_ns, seq) watermark each: an event at
@@ -50,7 +53,7 @@ Inbound = (
 # .conversation): finals are applied once by their span instead.
 SOURCES: dict[type[Event], str] = {
     SpeechStarted: "vad", SpeechStopped: "vad", VadProgress: "vad",
-    TranscriptPartial: "asr", TranscriptFinal: "asr",
+    TranscriptPartial: "asr", TranscriptFinal: "asr", EndOfTurnScored: "asr",
     PlayoutStarted: "playout", PlayoutFinished: "playout", PlayoutInterrupted: "playout",
     SessionStarted: "sessions", SessionEnded: "sessions",
 }
@@ -101,6 +104,12 @@ def _applied(state: TurnState, source: str, event: Inbound) -> bool:
         span = (event.start_media_ns, event.end_media_ns)
         return event.end_media_ns <= state.decided_until_ns or any((f.start_ns, f.end_ns) == span
                                                                     for f in state.finals)
+    if isinstance(event, EndOfTurnScored):
+        # Once its utterance's final is in, a score is late (the ASR sends it first): taking it would make the
+        # decision depend on when it came. A repeated one is applied once.
+        span = (event.start_media_ns, event.end_media_ns)
+        return event.end_media_ns <= state.decided_until_ns or any(
+            (x.start_ns, x.end_ns) == span for x in (*state.scores, *state.finals))
     if isinstance(event, TranscriptPartial):
         return False  # a hint only: applying one twice changes nothing
     last = state.seen.get(source)
@@ -171,6 +180,9 @@ class _Step:
             self.set(finals=(*self.s.finals, Final(start_ns=e.start_media_ns, end_ns=e.end_media_ns,
                                                    text=e.text.strip(), wall_ns=e.wall_ns)))
             self.words(self.s.finals[-1])
+        elif isinstance(e, EndOfTurnScored):
+            self.set(scores=(*self.s.scores, Score(start_ns=e.start_media_ns, end_ns=e.end_media_ns,
+                                                   probability=e.probability)))
         # A TranscriptPartial changes nothing here: its final follows (the ASR contract) and decides.
         elif isinstance(e, PlayoutStarted):
             self.set(reply=e.turn_id)
@@ -202,8 +214,9 @@ class _Step:
         segment = Segment(start_ns=start, announced_ns=max(start, self.s.utterance_announced_ns))
         if turn is None:
             # Finals from well before this speech (noise that did not open a turn) are not part of it.
-            kept = tuple(f for f in self.s.finals if f.end_ns > self.lead_from(start))
-            self.set(turn=OpenTurn(segments=(segment,)), finals=kept)
+            lead = self.lead_from(start)
+            self.set(turn=OpenTurn(segments=(segment,)), finals=tuple(f for f in self.s.finals if f.end_ns > lead),
+                     scores=tuple(x for x in self.s.scores if x.end_ns > lead))
         else:
             if turn.speculative_ns is not None:
                 self.withdraw()
@@ -218,20 +231,30 @@ class _Step:
     def words(self, f: Final) -> None:
         i = self.s.interruption
         if i is not None and self.interrupts(f, i.at_ns):
-            self.emit(TurnEnded, i.turn_id, outcome="interrupted")
-            self.set(interruption=None)
+            self.interrupted(i.turn_id)
 
     def barge_in(self, e: PlayoutInterrupted) -> None:
+        """The edge paused the reply when the person spoke over it. With false interruptions resumed, only the
+        barge-in is reported now (the responder keeps the reply): the words decide later whether it is cancelled
+        (``interrupted``) or resumes (``advance``)."""
+        if self.s.interruption is not None:
+            self.interrupted(self.s.interruption.turn_id)  # a newer reply was paused: the older one is over
         self.emit(BargeIn, e.turn_id, played_ms=e.played_ms)
-        self.emit(TurnCancelled, e.turn_id, reason="barge_in")
         # Words may already be here: the transcripts topic can be read ahead of the playout topic.
         words = any(self.interrupts(f, e.barge_in_media_ns) for f in self.s.finals)
         if self.p.resume_false_interruption and not words:
             self.set(interruption=Interruption(turn_id=e.turn_id, played_ms=e.played_ms, at_ns=e.barge_in_media_ns))
         else:
-            self.emit(TurnEnded, e.turn_id, outcome="interrupted")
+            self.interrupted(e.turn_id)
         if self.s.reply == e.turn_id:
             self.set(reply=None)
+
+    def interrupted(self, turn_id: str) -> None:
+        """The barge-in stands: stop the reply for good."""
+        self.emit(TurnCancelled, turn_id, reason="barge_in")
+        self.emit(TurnEnded, turn_id, outcome="interrupted")
+        if self.s.interruption is not None and self.s.interruption.turn_id == turn_id:
+            self.set(interruption=None)
 
     def session_ending(self) -> None:
         """The person left. What they said before still counts: a turn whose words are still being recognised
@@ -250,8 +273,8 @@ class _Step:
         if s.reply is not None:
             self.emit(TurnCancelled, s.reply, reason="session_ended")
             self.emit(TurnEnded, s.reply, outcome="cancelled")
-        if s.interruption is not None:
-            self.emit(TurnEnded, s.interruption.turn_id, outcome="interrupted")
+        if s.interruption is not None:  # the paused reply is not heard on
+            self.interrupted(s.interruption.turn_id)
         self.set(reply=None, interruption=None)
 
     def words_due(self, turn: OpenTurn) -> bool:
@@ -265,7 +288,8 @@ class _Step:
             self.emit(TurnEnded, s.turn_id(), outcome="cancelled")
         self.end_reply()  # a turn committed while the session was ending
         # The state stays (small) so that redelivered events of the session are still recognised.
-        self.set(ended=True, ending=False, speaking=False, turn=None, finals=(), reply=None, interruption=None)
+        self.set(ended=True, ending=False, speaking=False, turn=None, finals=(), scores=(), reply=None,
+                 interruption=None)
 
     # -- what the passing of media time decides --
 
@@ -281,7 +305,9 @@ class _Step:
         i = self.s.interruption
         if (i is not None and self.s.now_ns >= i.at_ns + p.false_interruption_ns
                 and not self.s.speaking and self.s.turn is None):
-            # No words came and nothing the person said is still pending: a cough, a door.
+            # No words came and nothing the person said is still pending: a cough, a door. The responder has the
+            # edge resume the paused reply, so it is the reply in flight again: its PlayoutFinished completes the
+            # turn, another barge-in pauses it again. (No playout event says it resumed: nothing here waits for it.)
             self.emit(FalseInterruption, i.turn_id, played_ms=i.played_ms)
             self.set(interruption=None, reply=i.turn_id)
 
@@ -309,8 +335,11 @@ class _Step:
             finals = self.finals_of(turn, i)
             text = " ".join(f.text for f in finals if f.text)
             heard = any(f.end_ns > seg.start_ns for f in finals)  # this utterance has its final
-            needed = p.silence_needed(text)
-            waited = s.now_ns - seg.end_ns >= needed + p.asr_wait_ns  # the final is not coming
+            probability = self.probability(seg)
+            needed = p.silence_needed(text, probability)
+            # The final is not coming (judged without the score: with the final missing, whether its score
+            # came is a matter of timing).
+            waited = s.now_ns - seg.end_ns >= p.silence_needed(text) + p.asr_wait_ns
             if not heard and not waited:
                 return None  # its words are due; a later pause cannot be judged before this one
             pause = s.now_ns - seg.end_ns
@@ -320,11 +349,17 @@ class _Step:
             # ~100 ms earlier): with its words on time, the turn would have been committed in between.
             if not last and turn.segments[i + 1].announced_ns - seg.end_ns > needed:
                 return i
-            if last and heard and turn.speculative_ns is None and pause >= p.speculative_ns and p.speculates(text):
+            if (last and heard and turn.speculative_ns is None and pause >= p.speculative_ns
+                    and p.speculates(text, probability)):
                 self.emit(TurnSpeculative, s.turn_id(), text=text, speech_start_media_ns=turn.start_ns,
                           speech_end_media_ns=seg.end_ns)
                 self.set_turn(speculative_ns=s.now_ns, speculative_wall_ns=self.wall_ns)
         return None
+
+    def probability(self, seg: Segment) -> float | None:
+        """P(complete) at the end of this utterance (the score of the utterance the ASR ended where the VAD
+        did), or None: no scorer, or the score was not made in time."""
+        return next((x.probability for x in reversed(self.s.scores) if x.end_ns == seg.end_ns), None)
 
     def finals_of(self, turn: OpenTurn, i: int) -> tuple[Final, ...]:
         """The finals of the turn's utterances up to the i-th (later ones wait), and of speech too short to
@@ -346,11 +381,15 @@ class _Step:
         assert seg.end_ns is not None
         if text:
             self.commit(turn, seg, finals, text)
+        elif self.words_due(OpenTurn(segments=turn.segments[:i + 1])):
+            self.asr_timeout()
         # A turn without words (noise the VAD took for speech) is dropped. Either way its speech is decided:
-        # a final for it that comes later (a redelivery) is not taken for new speech.
+        # a final for it that comes later (a redelivery, or one later than the ASR wait) is not taken for new
+        # speech.
         rest = turn.segments[i + 1:]
         self.set(turn=OpenTurn(segments=rest) if rest else None,
                  finals=tuple(f for f in self.s.finals if f not in finals),
+                 scores=tuple(x for x in self.s.scores if x.end_ns > seg.end_ns),
                  decided_until_ns=max(self.s.decided_until_ns, seg.end_ns))
 
     def commit(self, turn: OpenTurn, seg: Segment, finals: tuple[Final, ...], text: str) -> None:
@@ -366,6 +405,14 @@ class _Step:
             self.stamp(turn_id, "turn_speculative", turn.speculative_wall_ns, turn.speculative_ns)
         self.stamp(turn_id, "turn_committed", self.wall_ns, self.s.now_ns)
         self.set(turn_no=self.s.turn_no + 1, reply=turn_id)
+
+    def asr_timeout(self) -> None:
+        """The turn's words did not come within the ASR wait (the recogniser crashed or lags): it is not
+        answered, and it does not vanish either: it ends with the reason, under its own id."""
+        turn_id = self.s.turn_id()
+        self.emit(TurnCancelled, turn_id, reason="asr_timeout")
+        self.emit(TurnEnded, turn_id, outcome="cancelled")
+        self.set(turn_no=self.s.turn_no + 1)
 
     def withdraw(self) -> None:
         """The person resumed after a speculative turn: cancel it; the turn goes on under the next id."""

@@ -1,4 +1,5 @@
-"""Turn thresholds in media nanoseconds and the transcript signal that picks one. Pure."""
+"""Turn thresholds in media nanoseconds, and the signals that pick one: the transcript's last word and the
+end-of-turn model's P(complete). Pure."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ class Policy:
     silence_ns: int = 500 * MS
     complete_silence_ns: int = 300 * MS
     incomplete_silence_ns: int = 1200 * MS
+    complete_probability: float = 0.8
+    incomplete_probability: float = 0.3
+    confident_silence_ns: int = 200 * MS
+    unfinished_silence_ns: int = 1500 * MS
     max_silence_ns: int = 1500 * MS
     speculative_ns: int = 200 * MS
     asr_wait_ns: int = 8000 * MS
@@ -32,6 +37,10 @@ class Policy:
             silence_ns=s.turn_silence_ms * MS,
             complete_silence_ns=s.turn_complete_silence_ms * MS,
             incomplete_silence_ns=s.turn_incomplete_silence_ms * MS,
+            complete_probability=s.turn_complete_probability,
+            incomplete_probability=s.turn_incomplete_probability,
+            confident_silence_ns=s.turn_confident_silence_ms * MS,
+            unfinished_silence_ns=s.turn_unfinished_silence_ms * MS,
             max_silence_ns=s.turn_max_silence_ms * MS,
             speculative_ns=s.turn_speculative_ms * MS,
             asr_wait_ns=s.turn_asr_wait_ms * MS,
@@ -51,15 +60,38 @@ class Policy:
             return "incomplete"
         return "neutral"
 
-    def silence_needed(self, text: str) -> int:
-        """The silence (ns) after which a turn with this text is committed, never above the hard cap."""
-        chosen = {
+    def scored_ending(self, probability: float | None) -> Ending | None:
+        """What the end-of-turn model says of the pause (None: no score, the model is off or was late)."""
+        if probability is None:
+            return None
+        if probability >= self.complete_probability:
+            return "complete"
+        return "incomplete" if probability <= self.incomplete_probability else "neutral"
+
+    def silence_needed(self, text: str, probability: float | None = None) -> int:
+        """The silence (ns) after which a turn with this text, and this P(complete) of its last utterance, is
+        committed, never above the hard cap.
+
+        The text and the model each say complete, neutral or incomplete. An unsure model leaves it to the text.
+        A sure one moves the threshold its way (shorter when finished, longer when mid-thought) unless the text
+        says the opposite: then neither is trusted and the neutral silence applies."""
+        by_text = self.ending(text)
+        rules = {
             "complete": self.complete_silence_ns,
             "neutral": self.silence_ns,
             "incomplete": self.incomplete_silence_ns,
-        }[self.ending(text)]
+        }[by_text]
+        by_model = self.scored_ending(probability)
+        if by_model == "complete":
+            chosen = self.silence_ns if by_text == "incomplete" else min(rules, self.confident_silence_ns)
+        elif by_model == "incomplete":
+            chosen = self.silence_ns if by_text == "complete" else max(rules, self.unfinished_silence_ns)
+        else:
+            chosen = rules
         return min(chosen, self.max_silence_ns)
 
-    def speculates(self, text: str) -> bool:
-        """Offer a speculative turn only for text that may be finished: a continuation word says it is not."""
-        return bool(text.strip()) and self.ending(text) != "incomplete"
+    def speculates(self, text: str, probability: float | None = None) -> bool:
+        """Offer a speculative turn only when it may be finished: a continuation word, or the model hearing the
+        person mid-thought, says it is not."""
+        return (bool(text.strip()) and self.ending(text) != "incomplete"
+                and self.scored_ending(probability) != "incomplete")

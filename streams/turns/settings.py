@@ -28,6 +28,23 @@ class TurnSettings(CommonSettings):
     turn_incomplete_silence_ms: int = Field(
         1200, ge=0, description="Silence that ends a turn whose text ends in a continuation word."
     )
+    turn_complete_probability: float = Field(
+        0.8, ge=0, le=1, description="P(complete) from the end-of-turn model (EndOfTurnScored) at or above which "
+        "the turn is judged finished: it ends after VOICEBUS_TURN_CONFIDENT_SILENCE_MS."
+    )
+    turn_incomplete_probability: float = Field(
+        0.3, ge=0, le=1, description="P(complete) at or below which the person is judged mid-thought: the turn "
+        "waits VOICEBUS_TURN_UNFINISHED_SILENCE_MS (no speculative turn). In between, or with no score, the "
+        "silence and text rules decide alone."
+    )
+    turn_confident_silence_ms: int = Field(
+        200, ge=0, description="Silence that ends a turn the end-of-turn model is confident is finished "
+        "(unless its text ends in a continuation word: then the neutral silence)."
+    )
+    turn_unfinished_silence_ms: int = Field(
+        1500, ge=0, description="Silence a turn waits when the end-of-turn model says mid-thought (unless its text "
+        "ends a sentence: then the neutral silence); capped by VOICEBUS_TURN_MAX_SILENCE_MS."
+    )
     turn_max_silence_ms: int = Field(
         1500, ge=0, description="Hard cap on the silence any turn waits for, whatever its text."
     )
@@ -46,7 +63,8 @@ class TurnSettings(CommonSettings):
         1000, ge=0, description="A barge-in with no transcribed words this long after it is a false interruption."
     )
     turn_resume_false_interruption: bool = Field(
-        True, description="Report false interruptions so the interrupted reply may resume."
+        True, description="A barge-in is cancelled only once words make it real; without words the paused "
+        "reply resumes (a false interruption). Off: every barge-in cancels the reply at once."
     )
     turn_continuation_words: str = Field(
         DEFAULT_CONTINUATION_WORDS, description="Comma-separated words after which a turn waits longer."

@@ -25,6 +25,14 @@ class Final(_Frozen):
     wall_ns: int
 
 
+class Score(_Frozen):
+    """An end-of-turn score (EndOfTurnScored) of one utterance, not yet part of a decided turn."""
+
+    start_ns: int
+    end_ns: int
+    probability: float
+
+
 class Segment(_Frozen):
     """One utterance of a turn: speech long enough to count, between a VAD start and its stop."""
 
@@ -77,6 +85,7 @@ class TurnState(_Frozen):
     utterance_confirmed: bool = False  # it lasted at least the minimum duration
     turn: OpenTurn | None = None
     finals: tuple[Final, ...] = ()
+    scores: tuple[Score, ...] = ()
     reply: str | None = None  # committed turn whose reply is in flight or playing
     interruption: Interruption | None = None
     held: tuple[HeldEvent, ...] = ()  # edge events read ahead of the VAD events it sent before them

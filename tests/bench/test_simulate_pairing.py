@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from bench.simulate import Script, render_table, summarize
-from bench.utterances import Utterance, explain, label_span, recording, settle
+from bench.utterances import Utterance, explain, label_span, playing, recording, replies_of, settle
 from ingest.client import Hearing, Told
 from tests.conftest import SPEECH
 
@@ -72,6 +72,23 @@ def test_audio_of_the_previous_reply_is_not_taken_for_the_next_one() -> None:
     assert settle(u, c)
     assert u.answer_turn == "t-1"
     assert u.reply_onset == pytest.approx(101.1)
+
+
+def test_a_reply_paused_by_a_cough_and_resumed_is_not_an_interrupted_one() -> None:
+    u = utterance(end_at=100.0)
+    told = [(99.0, speech(990, 10990)), (100.5, started("t-1", 990, 10990)),
+            (101.0, {"type": "reply_paused", "turn_id": "t-1", "played_ms": 500})]
+    c = client(told=told, heard=frames(100.5, 101.0, True) + frames(101.0, 102.0, False))
+    assert settle(u, c) and u.answer_turn == "t-1"
+    reply = replies_of(c.told)["t-1"]
+    assert reply.paused and playing(c)  # silent, but it may resume: the caller waits
+    c.told += [Told(102.0, {"type": "reply_resumed", "turn_id": "t-1", "played_ms": 500}),
+               Told(104.0, ended("t-1"))]
+    reply = replies_of(c.told)["t-1"]
+    assert (reply.paused_ms, reply.resumed, reply.interrupted, reply.paused) == ([500], 1, False, False)
+    assert not playing(c)
+    settle(u, c)
+    assert u.interrupted_ms is None
 
 
 def test_a_reply_to_speech_outside_the_utterance_is_not_paired_with_it() -> None:

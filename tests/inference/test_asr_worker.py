@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from inference.engines.base import TurnEndEngine
 from runtime.kafka import make_producer
 from schemas.base import new_session_id
 from schemas.topics import AUDIO, DLQ, SESSIONS, TYPE_HEADER, VAD
@@ -23,6 +24,12 @@ async def test_speech_is_transcribed_with_partials_and_media_span(topics, speech
         await producer.send(SESSIONS.name, session.ended())
         await worker.wait_for(lambda w: session.session_id not in w._sessions, 10)
     events = [e for e in transcripts.events if e.session_id == session.session_id]
+    # Smart Turn's score of the utterance comes just before its final, with the same span.
+    score = events[-2]
+    assert score.type == "end_of_turn_scored" and score.engine == "smart-turn-v3.2" and 0 <= score.probability <= 1
+    assert (score.start_media_ns, score.end_media_ns) == (session.start_ns, session.end_ns)
+    assert worker.stats.scores == 1 and worker.stats.scores_missed == 0
+    events = [e for e in events if e is not score]
     final = events[-1]
     assert final.text == "go forward ten meters" and final.engine == "pocketsphinx"
     assert (final.start_media_ns, final.end_media_ns) == (session.start_ns, session.end_ns)
@@ -67,6 +74,36 @@ async def test_sessions_in_parallel_and_vad_ahead_of_audio(topics, speech_dir):
     assert finals(transcripts.events, a.session_id)[0].text == "go forward ten meters"
     assert finals(transcripts.events, b.session_id)[0].text == "go forward ten meters"
     assert worker.stats.finals == 2 and worker.stats.utterances == 2
+
+
+class _SilentScorer(TurnEndEngine):
+    """A scorer that never answers (overloaded, or hung)."""
+
+    name = "silent"
+
+    async def score(self, pcm: bytes) -> float:
+        await asyncio.Event().wait()
+        return 1.0
+
+
+async def test_a_score_not_ready_in_time_is_left_out_and_the_final_goes_alone(topics, speech_dir):
+    session = EdgeSession(load(speech_dir / "misc" / "goforward.wav"))
+    async with running_asr(topics, asr_turn_score_wait_ms=50, scorer=_SilentScorer()) as (worker, producer,
+                                                                                          transcripts):
+        await publish(producer, session)
+        await transcripts.until(lambda ev: finals(ev, session.session_id))
+    assert finals(transcripts.events, session.session_id)[0].text == "go forward ten meters"
+    assert not [e for e in transcripts.events if e.type == "end_of_turn_scored"]
+    assert (worker.stats.scores, worker.stats.scores_missed) == (0, 1)
+
+
+async def test_without_a_scorer_only_transcripts_are_sent(topics, speech_dir):
+    session = EdgeSession(load(speech_dir / "misc" / "goforward.wav"))
+    async with running_asr(topics, asr_turn_scorer="off") as (worker, producer, transcripts):
+        await publish(producer, session)
+        await transcripts.until(lambda ev: finals(ev, session.session_id))
+    assert worker.scorer is None
+    assert {e.type for e in transcripts.events} <= {"transcript_partial", "transcript_final"}
 
 
 async def test_bad_audio_is_dead_lettered_and_the_worker_goes_on(topics, speech_dir):

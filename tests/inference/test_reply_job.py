@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 
-from inference.engines.base import LlmEngine, Message, TtsEngine
+from inference.engines.base import LlmEngine, Message
 from inference.history import Exchange
 from inference.reply import ReplyJob
 from schemas.base import Stamper
 from schemas.conversation import TurnSpeculative
+from tests.inference.fakes import Tone
 
 SID = "0123456789abcdef0123456789abcdef"
 
@@ -21,17 +22,6 @@ class Words(LlmEngine):
     async def stream(self, messages: Sequence[Message]) -> AsyncGenerator[str, None]:
         for word in "One. Two. Three. Four. Five. Six.".split():
             yield word + " "
-
-
-class Tone(TtsEngine):
-    """Half a second of audio per sentence, in 100 ms pieces, yielding to the loop between them."""
-
-    name, sample_rate = "tone", 16000
-
-    async def stream(self, text: str) -> AsyncGenerator[bytes, None]:
-        for _ in range(5):
-            await asyncio.sleep(0)
-            yield b"\x10\x00" * 1600
 
 
 async def test_a_released_reply_keeps_its_order() -> None:

@@ -17,8 +17,14 @@ class Heard:
     def playout_finished(self, turn_id: str, played_ms: int) -> None:
         self.events.append(("finished", turn_id, played_ms))
 
-    def playout_interrupted(self, turn_id: str, played_ms: int) -> None:
-        self.events.append(("interrupted", turn_id, played_ms))
+    def playout_paused(self, turn_id: str, played_ms: int) -> None:
+        self.events.append(("paused", turn_id, played_ms))
+
+    def playout_resumed(self, turn_id: str, played_ms: int) -> None:
+        self.events.append(("resumed", turn_id, played_ms))
+
+    def playout_dropped(self, turn_id: str, played_ms: int) -> None:
+        self.events.append(("dropped", turn_id, played_ms))
 
 
 def tone(ms: int) -> np.ndarray:
@@ -40,17 +46,81 @@ async def test_reply_is_played_in_order_then_silence_and_events_follow() -> None
     assert len(track.lateness_ms) == 8
 
 
-async def test_barge_in_stops_on_the_next_frame_and_drops_the_rest() -> None:
+def ramp(first: int, n: int) -> np.ndarray:
+    """Samples that say where they are in the reply: sample i of the reply is 100 + i."""
+    return (100 + np.arange(first, first + n)).astype(np.int16)
+
+
+def sent_reply(far: list[np.ndarray]) -> np.ndarray:
+    """The reply samples sent, in order, silence left out."""
+    return np.concatenate([f for f in far if np.abs(f).max() > 0])
+
+
+async def test_barge_in_pauses_on_the_next_frame_and_a_resume_plays_on_from_there() -> None:
     heard, far = Heard(), []
     track = PlayoutTrack(heard, far_end=far.append)
-    track.enqueue("t1", 0, tone(2000), 16000)
+    track.enqueue("t1", 0, ramp(0, 3200), 16000)  # 200 ms
     for _ in range(3):
         await track.recv()
     assert track.interrupt() == ("t1", 60)
+    assert track.playing_turn is None and track.paused_turn == "t1" and track.interrupt() is None
+    track.enqueue("t1", 1, ramp(3200, 3200), 16000)  # the rest still arrives while paused: it queues
+    track.end("t1")
+    for _ in range(4):
+        await track.recv()
+    assert all(np.abs(f).max() == 0 for f in far[3:]) and track.queued_frames() == 17
+    assert heard.events == [("started", "t1", 0), ("paused", "t1", 60)]
+    assert track.resume("t1") and not track.resume("t1")
+    for _ in range(18):
+        await track.recv()
+    assert heard.events[2:] == [("resumed", "t1", 60), ("finished", "t1", 400)]  # frames actually sent
+    sent = sent_reply(far)
+    expected = ramp(0, 6400)
+    assert len(sent) == 6400 and np.array_equal(sent[:960], expected[:960])  # exactly where it stopped ...
+    assert np.array_equal(sent[960 + 160:], expected[960 + 160:])
+    fade = sent[960:960 + 160].astype(int) / expected[960:960 + 160]  # ... after a 10 ms fade-in (no click)
+    assert fade[0] == 0 and np.all(np.diff(fade) > 0) and fade[-1] > 0.98
+
+
+async def test_a_paused_reply_is_dropped_by_its_cancel_or_a_newer_reply() -> None:
+    heard, far = Heard(), []
+    track = PlayoutTrack(heard, far_end=far.append)
+    track.enqueue("t1", 0, tone(1000), 16000)
     await track.recv()
-    assert np.abs(far[-1]).max() == 0 and track.queued_frames() == 0
-    assert heard.events[-1] == ("interrupted", "t1", 60)
-    assert track.interrupt() is None
+    track.interrupt()
+    track.cancel("t1")  # the words made the barge-in real: ReplyCancelled
+    assert heard.events == [("started", "t1", 0), ("paused", "t1", 20), ("dropped", "t1", 20)]
+    assert track.queued_frames() == 0 and not track.resume("t1")
+
+    track.enqueue("t2", 0, tone(1000), 16000)
+    await track.recv()
+    await track.recv()
+    track.interrupt()
+    track.enqueue("t2", 1, tone(100), 16000)  # its own chunks queue behind the pause
+    assert track.paused_turn == "t2"
+    track.enqueue("t3", 0, tone(60), 16000)  # a newer reply: the paused one is given up, the new one plays
+    track.end("t3")
+    assert heard.events[-1] == ("dropped", "t2", 40) and track.paused_turn is None
+    for _ in range(4):
+        await track.recv()
+    assert heard.events[-2:] == [("started", "t3", 0), ("finished", "t3", 60)]
+    track.enqueue("t2", 2, tone(100), 16000)  # late chunks of a dropped reply never play
+    assert not track.resume("t2") and track.queued_frames() == 0
+
+
+async def test_a_paused_reply_is_kept_for_the_resume_window_only() -> None:
+    heard, far = Heard(), []
+    track = PlayoutTrack(heard, far_end=far.append, resume_window_ms=100)  # five frames
+    track.enqueue("t1", 0, tone(1000), 16000)
+    await track.recv()
+    track.interrupt()
+    for _ in range(5):
+        await track.recv()
+    assert track.paused_turn == "t1"  # 100 ms of silence sent: a resume now would still play it
+    await track.recv()
+    assert heard.events[-1] == ("dropped", "t1", 20) and track.paused_turn is None
+    assert not track.resume("t1") and track.queued_frames() == 0
+    assert all(np.abs(f).max() == 0 for f in far[1:])
 
 
 async def test_cancel_drops_a_queued_reply_and_a_resampled_reply_plays() -> None:

@@ -72,3 +72,42 @@ async def test_changelog_is_compact_only_and_audio_has_short_retention(topics):
     assert configs[names[0]]["cleanup.policy"] == "compact"
     assert configs[names[1]]["cleanup.policy"] == "delete"
     assert configs[names[1]]["retention.ms"] == str(10 * 60_000)
+
+
+async def test_rewind_reads_again_what_a_dead_loop_did_not_handle(topics):
+    """A loop handed a batch dies after handling part of it: rewind goes back to the first record it did not
+    handle, on the partition it was handling (a), on one it had not reached (b: its committed offset), and on one
+    with nothing committed (c: the beginning)."""
+    from aiokafka import TopicPartition
+
+    from runtime.kafka import rewind
+
+    await topics.create_all()
+    topic = topics.name("voice.vad")
+    producer = make_producer(topics.settings)
+    consumer = make_consumer(topics.settings, topic, group_id=f"g-{topics.prefix}")
+    await producer.start()
+    await consumer.start()
+    try:
+        a, b, c = (TopicPartition(topic, p) for p in range(3))
+        for i in range(4):
+            await producer.send_and_wait(topic, f"a{i}".encode(), partition=0)
+            await producer.send_and_wait(topic, f"b{i}".encode(), partition=1)
+        await producer.send_and_wait(topic, b"c0", partition=2)
+
+        async def read_all(n: int) -> dict:
+            got: dict = {a: [], b: [], c: []}
+            async with asyncio.timeout(20):
+                while sum(map(len, got.values())) < n:
+                    for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                        got[tp] += [r.value for r in records]
+            return got
+
+        await read_all(9)
+        await consumer.commit({b: 1})  # b0 was handled in an earlier batch
+        await rewind(consumer, {a: 2})  # handled a0, a1; died on a2
+        again = await read_all(2 + 3 + 1)
+        assert again == {a: [b"a2", b"a3"], b: [b"b1", b"b2", b"b3"], c: [b"c0"]}
+    finally:
+        await consumer.stop()
+        await producer.stop()

@@ -18,6 +18,7 @@ from schemas.audio import (
     decode_frame,
     encode_frame,
 )
+from schemas.bounds import MAX_INT64, MAX_MEDIA_NS, MAX_WALL_NS
 from schemas.codec import DecodeError
 from schemas.topics import AUDIO
 from tests.schemas.samples import FRAME, SESSION
@@ -29,7 +30,8 @@ GOOD = [
     ("voiced and concealed", FRAME._replace(flags=FLAG_VOICED | FLAG_CONCEALED)),
     ("one sample", FRAME._replace(pcm=b"\x01\x80")),
     ("largest payload", FRAME._replace(pcm=b"\x00\x01" * 0xFFFF)),
-    ("seq and clocks at their limits", FRAME._replace(seq=2**64 - 1, capture_wall_ns=2**63 - 1, media_ns=2**63 - 1)),
+    ("seq and clocks at their limits (schemas.bounds)",
+     FRAME._replace(seq=MAX_INT64, capture_wall_ns=MAX_WALL_NS, media_ns=MAX_MEDIA_NS)),
     *[(f"{rate} Hz", FRAME._replace(sample_rate=rate)) for rate in sorted(SAMPLE_RATES)],
 ]
 
@@ -74,6 +76,9 @@ BAD_BYTES = [
     ("zero rate", _header(rate=0) + b"\x00" * 8, "sample rate 0"),
     ("negative wall time", _header(wall=-1) + b"\x00" * 8, "negative timestamp"),
     ("negative media time", _header(media=-5) + b"\x00" * 8, "negative timestamp"),
+    ("media time of 11 days", _header(media=10**15) + b"\x00" * 8, "out of range"),
+    ("wall time after 2100", _header(wall=MAX_WALL_NS + 1) + b"\x00" * 8, "out of range"),
+    ("seq over int64", _header(seq=2**63) + b"\x00" * 8, "out of range"),
 ]
 
 
@@ -108,6 +113,8 @@ OUT_OF_RANGE = [
     ("seq over 64 bits", FRAME._replace(seq=2**64), "out of range"),
     ("flags over 8 bits", FRAME._replace(flags=256), "out of range"),
     ("media time over int64", FRAME._replace(media_ns=2**63), "out of range"),
+    ("media time of 11 days", FRAME._replace(media_ns=10**15), "out of range"),
+    ("seq over int64", FRAME._replace(seq=2**63), "out of range"),
     ("negative wall time", FRAME._replace(capture_wall_ns=-1), "negative timestamp"),
     ("negative media time", FRAME._replace(media_ns=-1), "negative timestamp"),
 ]

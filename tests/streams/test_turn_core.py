@@ -33,6 +33,30 @@ def test_threshold_follows_the_text(text: str, silence_ms: int) -> None:
     assert committed_at_ms(decisions) == [silence_ms]
 
 
+@pytest.mark.parametrize(("text", "p_complete", "silence_ms"), [
+    ("hello there", None, 500),  # no score (scorer off, or late): the text rules
+    ("hello there", 0.5, 500),  # unsure model: the text rules
+    ("what time is it?", 0.5, 300),
+    ("hello there", 0.8, 240),  # sure it is finished: 200 ms, so as soon as the VAD stop (240 ms) and score are in
+    ("what time is it?", 0.95, 240),
+    ("hello there", 0.3, 1500),  # mid-thought: up to the cap
+    ("i would like the", 0.1, 1500),
+    ("i would like the", 0.9, 500),  # the model and the text disagree: the neutral silence
+    ("what time is it?", 0.1, 500),
+])
+def test_threshold_follows_the_model_and_the_text(text: str, p_complete: float | None, silence_ms: int) -> None:
+    _, decisions = run(conv().say(500, 1500, text, p_complete=p_complete).wait(4000).events)
+    assert committed_at_ms(decisions) == [silence_ms]
+
+
+def test_model_thresholds_are_settings_and_capped() -> None:
+    policy = Policy(confident_silence_ns=400 * MS, complete_probability=0.6, unfinished_silence_ns=3000 * MS,
+                    max_silence_ns=1000 * MS)
+    _, sure = run(conv().say(500, 1500, "hello there", p_complete=0.65).wait(4000).events, policy)
+    _, unsure = run(conv().say(500, 1500, "hello there", p_complete=0.2).wait(4000).events, policy)
+    assert (committed_at_ms(sure), committed_at_ms(unsure)) == ([400], [1000])
+
+
 def test_hard_cap_bounds_every_threshold() -> None:
     policy = Policy(incomplete_silence_ns=3000 * MS, max_silence_ns=900 * MS)
     _, decisions = run(conv().say(500, 1500, "and then the").wait(5000).events, policy)
@@ -60,7 +84,7 @@ def test_final_before_its_speech_stopped_still_counts() -> None:
 
 @pytest.mark.parametrize("name", [
     "speculative then withdrawn when the person resumes; the turn goes on under the next id",
-    "barge-in during a reply: cancel it, keep what was played; the words make it a real interruption",
+    "barge-in during a reply: it pauses, keeping what was played; the words make it a real interruption",
     "two turns get consecutive ids",
 ])
 def test_transcripts_read_ahead_of_the_vad(name: str) -> None:
@@ -74,8 +98,8 @@ def test_transcripts_read_ahead_of_the_vad(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", [
-    "barge-in during a reply: cancel it, keep what was played; the words make it a real interruption",
-    "false interruption: a cough with no words, the reply may resume",
+    "barge-in during a reply: it pauses, keeping what was played; the words make it a real interruption",
+    "a cough over a reply: a barge-in, then a false interruption; nothing is cancelled (the reply resumes)",
     "reply played to the end",
 ])
 def test_playout_read_ahead_of_the_vad(name: str) -> None:
@@ -145,6 +169,10 @@ def test_policy_from_settings() -> None:
     assert policy.silence_ns == 400 * MS
     assert policy.ending("oh well") == "incomplete" and policy.ending("the") == "neutral"
     assert Policy.from_settings(TurnSettings()) == Policy()
+    policy = Policy.from_settings(TurnSettings(turn_complete_probability=0.7, turn_incomplete_probability=0.2,
+                                               turn_confident_silence_ms=150, turn_unfinished_silence_ms=1400))
+    assert (policy.complete_probability, policy.incomplete_probability) == (0.7, 0.2)
+    assert (policy.confident_silence_ns, policy.unfinished_silence_ns) == (150 * MS, 1400 * MS)
 
 
 def test_final_stamped_before_the_partials_it_supersedes_still_commits() -> None:
@@ -186,6 +214,14 @@ def test_a_short_pause_with_late_words_stays_inside_the_turn() -> None:
     _, decisions = run(c.wait(5000).events)
     assert [row for row in turns(decisions) if row[0] == "turn_committed"] == [
         ("turn_committed", "1", "i want to go home")]
+
+
+def test_a_final_later_than_the_asr_wait_reopens_nothing() -> None:
+    """The turn was ended for want of words (asr_timeout); its final, when it finally comes, is too late."""
+    c = conv().say(500, 1500, None).wait(12000)
+    c.final(500, 1500, "late words")
+    _, decisions = run(c.wait(13000).events)
+    assert turns(decisions) == [("turn_cancelled", "1", "asr_timeout"), ("turn_ended", "1", "cancelled")]
 
 
 def test_words_due_when_the_session_ends_are_still_committed() -> None:

@@ -34,6 +34,11 @@ SCRIPTS: dict[str, Callable[[], list[Event]]] = {
     "words cut short by the VAD, pauses near the threshold": lambda: (
         conv().say(500, 620, "the key").say(900, 2000, "is on the table").wait(2440).say(2460, 3000, "i said")
         .wait(3700).say(4220, 4500, "ok").wait(6000).events),
+    "end-of-turn scores: sure, mid-thought, unsure, over a reply and its barge-in": lambda: (
+        conv().say(500, 1500, "tell me a story", p_complete=0.9).wait(2000).playout_started(f"{SID}-1")
+        .wait(2600).say(2600, 3400, "about a", p_complete=0.2, barge_in=(f"{SID}-1", 500))
+        .say(4200, 5000, "dragon", p_complete=0.85).wait(5600).say(6000, 6800, "and then", p_complete=0.5)
+        .wait(8600).events),
     "five turns back to back with short pauses": lambda: (
         conv().say(300, 1100, "one").wait(1800).say(2000, 2900, "two please").wait(3600)
         .say(3700, 4400, "three").wait(5100).say(5200, 6000, "four").wait(6800).say(6900, 7600, "five")

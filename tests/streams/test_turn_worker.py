@@ -294,17 +294,26 @@ async def test_turn_processor_serves_metrics(topics: Any, tmp_path: Path) -> Non
     await topics.create_all()
     port = free_port()
     script = Conversation(S1).say(500, 1500, "hello there").wait(2500)
+    # S2's recogniser never answers: after the ASR wait (8 s of media time) the turn ends with the reason.
+    silent = Conversation(S2).say(500, 1500, None).wait(10_500)
     # The junk goes first on S1's VAD partition: the turn cannot be committed before it was dead-lettered.
-    await produce(topics.settings, script.events, raw=[(VAD.name, b"{not json")])
+    await produce(topics.settings, script.events + silent.events, raw=[(VAD.name, b"{not json")])
     worker = Worker(topics, tmp_path, "metrics")
     worker.env["VOICEBUS_TURN_METRICS_PORT"] = str(port)
     with worker:
         async with Outputs(topics.settings) as out:
-            await out.until(lambda o: o.committed(S1) == [(f"{S1}-1", "hello there")], worker)
+            await out.until(lambda o: o.committed(S1) == [(f"{S1}-1", "hello there")]
+                            and any(e.type == "turn_ended" and e.session_id == S2 for e in o.turns), worker)
             samples = await scrape(port)
+    assert [(e.type, e.turn_id, getattr(e, "reason", getattr(e, "outcome", None))) for e in out.turns
+            if e.session_id == S2] == [("turn_cancelled", f"{S2}-1", "asr_timeout"),
+                                       ("turn_ended", f"{S2}-1", "cancelled")]
+    assert samples["voicebus_streams_asr_timeouts_total"] == 1
+    assert f"no final transcript within the ASR wait (8000 ms); is the ASR worker up? session_id={S2} " \
+           f"turn_id={S2}-1" in worker.log()
     assert samples["voicebus_streams_dead_letters_total"] == 1
     assert samples["voicebus_streams_events_in_total"] >= 2
     assert samples["voicebus_streams_events_out_total"] >= len(out.turns) + len(out.stamps) >= 1
-    assert samples["voicebus_streams_sessions"] == 1
+    assert samples["voicebus_streams_sessions"] == 2
     assert samples["voicebus_streams_consumer_lag"] >= 0
     histogram_is_whole(samples, "voicebus_streams_processing_ms")

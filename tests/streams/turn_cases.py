@@ -53,6 +53,22 @@ def conv() -> Conversation:
     return Conversation(SID)
 
 
+def _playout_behind(c: Conversation) -> Conversation:
+    """The playout topic read behind the transcripts: each barge-in read just after the next final transcript."""
+    out: list[Event] = []
+    held: list[Event] = []
+    for e in c.events:
+        if e.type == "playout_interrupted":
+            held.append(e)
+            continue
+        out.append(e)
+        if e.type == "transcript_final":
+            out += held
+            held = []
+    c.events = out + held
+    return c
+
+
 CASES: dict[str, tuple[Callable[[], Conversation], Policy, list[tuple[Any, ...]]]] = {
     "one turn: speculative at the pause, committed at the threshold": (
         lambda: conv().say(500, 1500, "hello there").wait(2600), DEFAULT,
@@ -95,23 +111,64 @@ CASES: dict[str, tuple[Callable[[], Conversation], Policy, list[tuple[Any, ...]]
         lambda: conv().say(500, 1500, "i want to").say(1800, 2400, None).wait(12000), DEFAULT,
         [("turn_committed", "1", "i want to")],
     ),
+    "no final transcript within the ASR wait (a crashed or loaded recogniser): the turn ends with the reason": (
+        lambda: conv().say(500, 1500, None).wait(12000), DEFAULT,
+        [("turn_cancelled", "1", "asr_timeout"), ("turn_ended", "1", "cancelled")],
+    ),
+    "the next turn after an ASR timeout has the next id": (
+        lambda: conv().say(500, 1500, None).wait(12000).say(12500, 13500, "hello there").wait(15000), DEFAULT,
+        [("turn_cancelled", "1", "asr_timeout"), ("turn_ended", "1", "cancelled"),
+         ("turn_speculative", "2", "hello there"), ("turn_committed", "2", "hello there")],
+    ),
     "speculation off (threshold at the speculative pause)": (
         lambda: conv().say(500, 1500, "hello there").wait(2600),
         Policy(speculative_ns=10_000 * MS),
         [("turn_committed", "1", "hello there")],
     ),
-    "barge-in during a reply: cancel it, keep what was played; the words make it a real interruption": (
+    "barge-in during a reply: it pauses, keeping what was played; the words make it a real interruption": (
         lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
                  .say(3000, 3800, "stop please", barge_in=(f"{SID}-1", 740)).wait(4500)), DEFAULT,
         [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
          ("barge_in", "1", 740), ("turn_cancelled", "1", "barge_in"), ("turn_ended", "1", "interrupted"),
          ("turn_speculative", "2", "stop please"), ("turn_committed", "2", "stop please")],
     ),
-    "false interruption: a cough with no words, the reply may resume": (
+    # The same decisions as above; only the next turn's speculation, made from the words, comes first.
+    "words over a reply read before its barge-in (the playout topic behind): the same decisions": (
+        lambda: _playout_behind(conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1")
+                                .wait(3000).say(3000, 3800, "stop please", barge_in=(f"{SID}-1", 740)).wait(4500)),
+        DEFAULT,
+        [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
+         ("turn_speculative", "2", "stop please"),
+         ("barge_in", "1", 740), ("turn_cancelled", "1", "barge_in"), ("turn_ended", "1", "interrupted"),
+         ("turn_committed", "2", "stop please")],
+    ),
+    "a cough over a reply: a barge-in, then a false interruption; nothing is cancelled (the reply resumes)": (
         lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
                  .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(4500)), DEFAULT,
         [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
-         ("barge_in", "1", 740), ("turn_cancelled", "1", "barge_in"), ("false_interruption", "1", 740)],
+         ("barge_in", "1", 740), ("false_interruption", "1", 740)],
+    ),
+    "a cough, then the resumed reply plays to its end: completed": (
+        lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
+                 .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(6000).playout_finished(f"{SID}-1", 3800)
+                 .wait(6500)), DEFAULT,
+        [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
+         ("barge_in", "1", 740), ("false_interruption", "1", 740), ("turn_ended", "1", "completed")],
+    ),
+    "a cough, then words over the resumed reply: the second barge-in stands": (
+        lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
+                 .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(5000)
+                 .say(5000, 5800, "stop please", barge_in=(f"{SID}-1", 2400)).wait(6500)), DEFAULT,
+        [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
+         ("barge_in", "1", 740), ("false_interruption", "1", 740),
+         ("barge_in", "1", 2400), ("turn_cancelled", "1", "barge_in"), ("turn_ended", "1", "interrupted"),
+         ("turn_speculative", "2", "stop please"), ("turn_committed", "2", "stop please")],
+    ),
+    "the session ends while a barge-in waits for words: the paused reply is over": (
+        lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
+                 .say(3000, 3200, "", barge_in=(f"{SID}-1", 740)).wait(3600).end().wait(4000)), DEFAULT,
+        [("turn_speculative", "1", "tell me a story"), ("turn_committed", "1", "tell me a story"),
+         ("barge_in", "1", 740), ("turn_cancelled", "1", "barge_in"), ("turn_ended", "1", "interrupted")],
     ),
     "false interruptions off: the barge-in stands": (
         lambda: (conv().say(500, 1500, "tell me a story").wait(2200).playout_started(f"{SID}-1").wait(3000)
@@ -129,6 +186,40 @@ CASES: dict[str, tuple[Callable[[], Conversation], Policy, list[tuple[Any, ...]]
         lambda: conv().say(500, 1500, "hello there").wait(1800).end().wait(3000), DEFAULT,
         [("turn_speculative", "1", "hello there"), ("turn_committed", "1", "hello there"),
          ("turn_cancelled", "1", "session_ended"), ("turn_ended", "1", "cancelled")],
+    ),
+    # The end-of-turn model's P(complete) (EndOfTurnScored, sent just before the final) with the text.
+    "model sure the person finished: committed as soon as its score is in, no speculation needed": (
+        lambda: conv().say(500, 1500, "hello there", p_complete=0.9).wait(2600), DEFAULT,
+        [("turn_committed", "1", "hello there")],
+    ),
+    "model hears the person mid-thought: a 900 ms pause stays inside the turn, nothing speculative": (
+        lambda: (conv().say(500, 1500, "i went to the shop", p_complete=0.1)
+                 .say(2400, 3000, "yesterday", p_complete=0.9).wait(4000)), DEFAULT,
+        [("turn_committed", "1", "i went to the shop yesterday")],
+    ),
+    "the same pause without scores: two turns (the silence rules alone)": (
+        lambda: conv().say(500, 1500, "i went to the shop").say(2400, 3000, "yesterday").wait(4000), DEFAULT,
+        [("turn_speculative", "1", "i went to the shop"), ("turn_committed", "1", "i went to the shop"),
+         ("turn_speculative", "2", "yesterday"), ("turn_committed", "2", "yesterday")],
+    ),
+    "model unsure: the text rules decide, as without a score": (
+        lambda: conv().say(500, 1500, "hello there", p_complete=0.5).wait(2600), DEFAULT,
+        [("turn_speculative", "1", "hello there"), ("turn_committed", "1", "hello there")],
+    ),
+    "model sure, text ends in a continuation word: neither is trusted, the neutral silence": (
+        lambda: conv().say(500, 1500, "i would like the", p_complete=0.95).say(2100, 2600, "red one").wait(3600),
+        DEFAULT,
+        [("turn_committed", "1", "i would like the"), ("turn_speculative", "2", "red one"),
+         ("turn_committed", "2", "red one")],
+    ),
+    "a score read after its final breaks the ASR contract: ignored, the silence rules decide": (
+        lambda: conv().say(500, 1500, "hello there").score(500, 1500, 0.95).wait(2600), DEFAULT,
+        [("turn_speculative", "1", "hello there"), ("turn_committed", "1", "hello there")],
+    ),
+    "scores of a turn's earlier utterance do not judge its last pause": (
+        lambda: (conv().say(500, 1500, "well", p_complete=0.1).say(1800, 2500, "that sounds good", p_complete=0.5)
+                 .wait(3600)), DEFAULT,
+        [("turn_speculative", "1", "well that sounds good"), ("turn_committed", "1", "well that sounds good")],
     ),
     "two turns get consecutive ids": (
         lambda: conv().say(500, 1500, "hello").wait(2500).say(4000, 5000, "goodbye").wait(6000), DEFAULT,

@@ -182,3 +182,53 @@ async def test_sink_serves_metrics_beside_its_queries(topics, chdb_dsn):
     assert samples["voicebus_telemetry_consumer_lag"] == 0
     histogram_is_whole(samples, "voicebus_telemetry_processing_ms")
     histogram_is_whole(samples, "voicebus_telemetry_write_ms")
+
+
+def _out_of_range(event, **changes) -> bytes:
+    """The event's JSON with fields set to values that decode as JSON but no column can hold."""
+    import json
+
+    return json.dumps({**json.loads(TELEMETRY.codec.encode(event)), **changes}).encode()
+
+
+async def test_out_of_range_values_are_dead_lettered_and_the_rest_is_written(topics, chdb_dsn):
+    """Issue 18: seq = 2**64 made the sink retry one batch forever; stage_wall_ns = 10**30 crashed it."""
+    await topics.create_all()
+    stamp = next(e for t in TURNS_IN for e in t.events() if e.type == "stage_stamped")
+    poison = [_out_of_range(stamp, seq=2**64), _out_of_range(stamp, stage_wall_ns=10**30)]
+    producer = make_producer(topics.settings)
+    await producer.start()
+    try:
+        for value in poison:
+            await producer.send_and_wait(topics.name(TELEMETRY.name), value, key=stamp.session_id.encode())
+    finally:
+        await producer.stop()
+    rows = await produce(topics)
+    settings = settings_for(topics, chdb_dsn)
+    async with running(settings) as sink:
+        await sink.wait_for(lambda s: s.rows_written >= rows, 30)
+        assert sink.metrics.dead_letters.value == 2 and sink.tasks.healthy
+    check_counts(chdb_dsn)
+    assert await committed_offsets(settings) == rows + len(poison)
+
+
+async def test_rows_that_cannot_be_inserted_are_set_aside_and_the_others_written(chdb_dsn):
+    """A poison batch never blocks the sink: the writer splits a failing insert down to the rows at fault."""
+    from streams.telemetry.rows import STAGE_EVENTS, TurnDays, to_row
+    from streams.telemetry.writer import ClickHouse
+
+    days = TurnDays()
+    stamps = [e for t in TURNS_IN[:3] for e in t.events() if e.type == "stage_stamped"]
+    rows = [to_row(e, days)[1] for e in stamps]
+    rows.insert(3, rows[3][:10] + (2**64,))  # a seq no UInt64 holds
+    rows.insert(7, rows[7][:5] + (10**30,) + rows[7][6:])  # a stage time no DateTime64 holds
+    clickhouse = ClickHouse(chdb_dsn)
+    await clickhouse.open()
+    try:
+        rejected = await clickhouse.write({STAGE_EVENTS: rows})
+    finally:
+        await clickhouse.close()
+    assert [(table, i) for table, i, _ in rejected] == [(STAGE_EVENTS, 3), (STAGE_EVENTS, 7)]
+    assert all("seq" in error or "stage_time" in error for _, _, error in rejected)
+    count = connect(chdb_dsn).query("SELECT count() FROM stage_events FINAL").result_rows[0][0]
+    assert count == len(stamps)
