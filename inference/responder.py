@@ -12,6 +12,12 @@ make it real: ``TurnCancelled`` / ``TurnEnded(interrupted)`` cancel the reply as
 ``FalseInterruption`` the edge is told ``ReplyResumed`` (also when the reply finished generating here: the
 edge may hold its rest) and the history forgets the truncation. A paused reply not judged within
 ``reply_resume_window_ms`` is cancelled.
+
+The history is also on the log (voice.history, schemas.history), so it survives the responder: each change the
+turn events alone cannot rebuild (a reply made, a barge-in, a false interruption) publishes the session's
+history, and the broker has it before the offsets of the turn events that made it are committed. A responder
+assigned partitions of voice.turns first reads the same partitions of voice.history (the topics are
+co-partitioned by session), then reads on from the committed offsets: the fold goes on where it was.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from inference.engine_choice import make_llm, make_tts
 from inference.engines.base import LlmEngine, TtsEngine
 from inference.history import History
+from inference.history_log import HistoryLog
 from inference.offsets import OffsetTracker
 from inference.reply import ReplyJob, Work
 from inference.settings import ResponderSettings
@@ -52,11 +59,12 @@ from schemas.conversation import (
     TurnSpeculative,
 )
 from schemas.dlq import dead_letter_for, decode_or_dead_letter
-from schemas.topics import DLQ, REPLIES, TURNS, replies_topic, topic_of
+from schemas.topics import DLQ, HISTORY, REPLIES, TURNS, replies_topic, topic_of
 
 log = logging.getLogger(__name__)
 
-CONSUMES = (TURNS,)
+SOURCES = (TURNS,)
+CONSUMES = (*SOURCES, HISTORY)  # the history: read back, for the sessions of the partitions assigned
 WORKER_HEADER = "voicebus-worker"  # which process produced a reply event (for operators and tests)
 RECENT_TURNS = 10_000  # finished turns remembered to ignore redeliveries and to cancel replies still playing
 
@@ -121,6 +129,8 @@ class Responder:
         self._stampers: dict[str, Stamper] = {}
         self._changed = asyncio.Event()  # pulsed whenever a turn makes progress or ends
         self._producer: Any = None
+        self._log: HistoryLog | None = None  # the history on voice.history
+        self._history_ready = asyncio.Event()  # the assigned sessions' histories are rebuilt
         self.metrics = m = ServiceMetrics("responder")
         self.tasks = Supervisor(m, "voicebus_responder")
         m.gauge("voicebus_responder_active_replies", "Replies being made (speculative ones included).",
@@ -156,11 +166,14 @@ class Responder:
         s = self.settings
         await asyncio.gather(self.llm.warm(), self.tts.warm())
         self._producer = make_producer(s)
-        topics = [s.topic(spec.name) for spec in CONSUMES]
+        topics = [s.topic(spec.name) for spec in SOURCES]
         consumer = make_consumer(s, *topics, group_id=s.responder_group_id,
                                  session_timeout_ms=s.responder_session_timeout_ms,
                                  heartbeat_interval_ms=s.responder_session_timeout_ms // 5)
+        loader = make_consumer(s, group_id=None)
+        self._log = HistoryLog(s, self._history, self._producer, loader, self._stamper)
         await self._producer.start()
+        await loader.start()
         consumer.subscribe(topics, listener=_Rebalance(self, consumer))
         await consumer.start()
         self.metrics.consumer = consumer
@@ -182,6 +195,7 @@ class Responder:
             await self._abandon(list(self._active.values()))
             await self._commit(consumer)
             await consumer.stop()
+            await loader.stop()
             await self._producer.stop()
             await self.llm.aclose()
             await self.tts.aclose()
@@ -194,6 +208,8 @@ class Responder:
         await rewind(consumer, self._offsets.next_offsets())
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=100)
+            if batch:
+                await self._history_ready.wait()  # records of partitions just assigned wait for their history
             t0 = time.perf_counter()
             self.metrics.consumed(batch)
             for tp, records in batch.items():
@@ -225,10 +241,14 @@ class Responder:
     async def _handle(self, event: Event, tp: TopicPartition, record: Any) -> None:
         ctx = {"session_id": event.session_id, "turn_id": getattr(event, "turn_id", None)}
         if isinstance(event, TurnSpeculative | TurnCommitted):
+            if self._history.answered(event.session_id, event.turn_id) and event.turn_id not in self._done:
+                # Answered by the responder this one took the session over from (its history says so): the
+                # edge holds the reply, which a cancel or a resume may still concern.
+                self._done[event.turn_id] = (event.node_id, True)
             if event.turn_id in self._done or (
                     isinstance(event, TurnSpeculative) and event.turn_id in self._active):
                 self.stats.duplicates += 1
-                log.info("turn already answered here: ignored", extra=ctx)
+                log.info("turn already answered: ignored", extra=ctx)
             elif (age := (time.time_ns() - event.wall_ns) / 1e9) > self.settings.responder_max_turn_age_s:
                 self.stats.stale += 1
                 log.warning("turn is %.0f s old (a replay?): not answered", age, extra=ctx)
@@ -241,13 +261,15 @@ class Responder:
                 await self._commit_turn(event, tp, record)
         elif isinstance(event, TurnCancelled):
             self._unpause(event.turn_id)
-            if event.reason == "session_ended":
-                self._history.drop(event.session_id)
+            if event.reason == "session_ended" and self._history.knows(event.session_id):
+                assert self._log is not None
+                await self._log.forget(event.session_id)
             await self._cancel(event.turn_id, event.session_id, event.node_id, event.reason != "withdrawn")
         elif isinstance(event, BargeIn):
             # Paused at the edge, not stopped: the turn processor has yet to say whether words came.
-            self._history.heard(event.session_id, event.turn_id, event.played_ms)
             self._pause(event)
+            if self._history.heard(event.session_id, event.turn_id, event.played_ms):
+                await self._record(event.session_id, event.media_ns)
         elif isinstance(event, TurnEnded):
             self._unpause(event.turn_id)
             if event.outcome != "completed":
@@ -277,7 +299,7 @@ class Responder:
     async def _begin(self, event: TurnSpeculative | TurnCommitted, tp: TopicPartition, record: Any,
                      held: bool) -> None:
         s = self.settings
-        messages = self._history.messages(event.session_id, s.llm_system_prompt, event.text)
+        messages = self._history.messages(event.session_id, s.llm_system_prompt, event.text, event.turn_id)
         job = ReplyJob(event, messages, self.llm, self.tts, send=lambda ev: self._send(turn, ev),
                        envelope=self._stamper(event.session_id), chunk_ms=s.responder_chunk_ms,
                        max_lead_ms=s.responder_max_lead_ms, held=held, on_progress=self._notify)
@@ -323,6 +345,9 @@ class Responder:
         if turn.abandoned:
             self._notify()
             return  # its offsets stay uncommitted: whoever owns the partition next answers it again
+        if job.exchange is not None:  # a reply the person hears (some of): on the log before its turn is done
+            job.exchange.answered = True
+            await self._record(job.turn.session_id, job.turn.speech_end_media_ns)
         if turn.speculative and job.held:
             s.speculative_wasted += 1
             _add(s.wasted, job.work)
@@ -397,11 +422,16 @@ class Responder:
         if not held:
             log.info("false interruption of a reply already given up: not resumed", extra=ctx)
             return
-        self._history.resumed(event.session_id, event.turn_id)
         await self._tell_edge(ReplyResumed(**self._stamper(event.session_id)(0), turn_id=event.turn_id),
                               event.node_id)
+        if self._history.resumed(event.session_id, event.turn_id):  # after: the person is waiting for the rest
+            await self._record(event.session_id, event.media_ns)
         self.stats.resumed += 1
         log.info("false interruption at %d ms: reply resumed", event.played_ms, extra=ctx)
+
+    async def _record(self, session_id: str, media_ns: int) -> None:
+        assert self._log is not None
+        await self._log.record(session_id, media_ns)
 
     async def _tell_edge(self, event: ReplyCancelled | ReplyResumed, node_id: str) -> None:
         try:
@@ -453,8 +483,14 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await r._abandon([t for t in r._active.values() if any(tp in revoked for tp, _ in t.offsets)])
         await r._commit(self.consumer)
         r._offsets.forget(revoked)
+        r._history_ready.clear()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        assert self.responder._log is not None
+        try:
+            await self.responder._log.rebuild(assigned)
+        finally:  # whatever happened, the turns are answered (without their past, at worst)
+            self.responder._history_ready.set()
         log.info("responder %s assigned %d partitions", self.responder.worker, len(assigned))
 
 

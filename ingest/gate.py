@@ -30,9 +30,12 @@ from ingest.speech import Decision, Progress, Segmenter, SpeechStart, SpeechStop
 class GateParams:
     double_talk_erle_db: float = 10.0  # residual this close to the raw microphone: not echo, the person
     loud_over_floor: float = 4.0  # raw microphone this many times its noise floor (12 dB): the ERLE means something
-    raw_echo_match: float = 0.85  # raw microphone this correlated with what was played: the reply alone
+    # A microphone carrying the echo and an equally loud person matches the reply at most 1/sqrt(2) = 0.71 (the
+    # echo's share of its energy, square-rooted); 0.75 means the echo is louder than anyone else in the room.
+    raw_echo_match: float = 0.75
     echo_match_sum: float = 1.25  # raw and residual correlations adding up to this: the reply passing AEC3
     raw_alone_match: float = 0.5  # raw microphone less correlated than this: not the reply, whatever AEC3 says
+    recheck_ms: int = 400  # after speech over the agent was judged echo, listen afresh this much later
     barge_in_ms: int = 40  # speech this long over the agent stops it (the reply resumes if it was no one)
 
 
@@ -70,6 +73,7 @@ class Gate:
         self.speech = Segmenter(self.vad)  # what is published: the cleaned signal's speech
         self._barge: Segmenter | None = None  # speech over the agent, while a reply plays
         self._raw: Segmenter | None = None  # speech on the raw microphone, while a reply plays
+        self._vetoed_ns: int | None = None  # when the barge-in segmenter's speech was judged to be echo
         self._echo_speech = False  # the published segmenter is in speech that is the agent's echo
         self._raw_floor = 0.0  # slow noise floor of the raw microphone
 
@@ -87,16 +91,21 @@ class Gate:
         double_talk = loud and erle_db <= p.double_talk_erle_db
         barge_in = None
         if not f.playing:
-            self._barge = self._raw = None
+            self._barge = self._raw = self._vetoed_ns = None
         elif self._barge is None:  # a reply started: listen for the person over it
             self._barge, self._raw = self._segmenter(), self._segmenter()
         if self._barge is not None and self._raw is not None:
             heard = max(f.clean_p, f.raw_p if f.raw_p is not None and double_talk else 0.0)
             for d in self._barge.push(f.media_ns, f.wall_ns, heard):
-                # Checked once per start: a vetoed echo keeps this segmenter in speech until it ends, so a leak
-                # is not re-checked every few frames (each check is another chance to mistake it).
                 if isinstance(d, SpeechStart) and not (echo_possible and self._is_echo(echo_match())):
                     barge_in = d
+                elif isinstance(d, SpeechStart):
+                    self._vetoed_ns = f.media_ns
+            # A vetoed echo keeps the segmenter in speech; it listens afresh only a while later, so a leak is not
+            # re-checked every few frames (each check is another chance to mistake it), yet a person speaking
+            # over a long leak is still heard.
+            if self._vetoed_ns is not None and f.media_ns - self._vetoed_ns >= p.recheck_ms * 1_000_000:
+                self._barge, self._vetoed_ns = self._segmenter(), None
             # AEC3 that has had no echo to learn from (a headset, a browser that cancels its own) suppresses the
             # person along with the echo it expects: speech on the raw microphone that is not the reply counts.
             for d in self._raw.push(f.media_ns, f.wall_ns, f.raw_p or 0.0):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from runtime.settings import CommonSettings
 
@@ -52,3 +52,26 @@ async def rewind(consumer: AIOKafkaConsumer, handled: Mapping[TopicPartition, in
             await consumer.seek_to_beginning(tp)
         else:
             consumer.seek(tp, offset)
+
+
+async def read_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
+                      start: Mapping[TopicPartition, int] | None = None) -> AsyncIterator[ConsumerRecord[Any, Any]]:
+    """Every record of these partitions from ``start`` (default: their beginning) up to their end as of the call,
+    each partition in offset order. The consumer must have no group: it is assigned the partitions, so nothing is
+    committed and no consumer group notices (a rebalance of the live consumers, for one)."""
+    consumer.assign(partitions)
+    end = await consumer.end_offsets(partitions)
+    for tp in partitions:
+        if start is not None and tp in start:
+            consumer.seek(tp, start[tp])
+        else:
+            await consumer.seek_to_beginning(tp)
+    left = {tp for tp in partitions if await consumer.position(tp) < end[tp]}
+    while left:
+        batch = await consumer.getmany(*left, timeout_ms=200)
+        for tp, records in batch.items():
+            for record in records:
+                if record.offset < end[tp]:
+                    yield record
+        # Compaction and transaction markers leave gaps: the position, not the last record, says where it is.
+        left = {tp for tp in left if await consumer.position(tp) < end[tp]}

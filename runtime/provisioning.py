@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from runtime.settings import CommonSettings
 from schemas.topics import REGISTRY, REPLIES, TopicSpec, replies_topic
@@ -30,6 +31,15 @@ async def _partitions(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str,
     return {t["topic"]: len(t["partitions"]) for t in described if t["error_code"] == 0 and t["partitions"]}
 
 
+async def _retentions(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, str | None]:
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+    out: dict[str, str | None] = {}
+    for response in responses:
+        for _, _, _, name, entries in response.resources:
+            out[name] = next((value for key, value, *_ in entries if key == "retention.ms"), None)
+    return out
+
+
 async def create_topics(settings: CommonSettings, node_ids: tuple[str, ...] = (),
                         timeout_s: float = 15.0) -> list[TopicResult]:
     """Create what is missing and return once every topic is visible in the cluster metadata."""
@@ -38,8 +48,22 @@ async def create_topics(settings: CommonSettings, node_ids: tuple[str, ...] = ()
     await admin.start()
     try:
         created: set[str] = set()
-        missing = [NewTopic(name, spec.partitions, 1, topic_configs=spec.config())
-                   for name, spec in wanted.items() if name not in await _partitions(admin, list(wanted))]
+        retention = settings.replay_retention_ms()
+        existing = await _partitions(admin, list(wanted))
+        missing = [NewTopic(name, spec.partitions, 1, topic_configs=spec.config(retention))
+                   for name, spec in wanted.items() if name not in existing]
+        # Replayable topics that exist get the retention asked for now, if they have another (the whole config is
+        # set: AlterConfigs replaces a topic's configs, and the registry's are all of them).
+        replayable = [ConfigResource(ConfigResourceType.TOPIC, name, configs=spec.config(retention))
+                      for name, spec in wanted.items() if name in existing and spec.replayable]
+        if replayable:
+            now = await _retentions(admin, [r.name for r in replayable])
+            replayable = [r for r in replayable if now.get(r.name) != r.configs.get("retention.ms")]
+        if replayable:
+            for response in await admin.alter_configs(replayable):
+                for code, message, _, name in response.resources:
+                    if code != 0:
+                        raise RuntimeError(f"setting the retention of topic {name} failed: error {code} {message}")
         if missing:
             response = await admin.create_topics(missing)
             for name, code, *message in response.topic_errors:
@@ -50,6 +74,9 @@ async def create_topics(settings: CommonSettings, node_ids: tuple[str, ...] = ()
         async with asyncio.timeout(timeout_s):
             while len(partitions := await _partitions(admin, list(wanted))) < len(wanted):
                 await asyncio.sleep(0.05)  # metadata propagation after CreateTopics; polled, bounded
+            asked = {r.name: r.configs["retention.ms"] for r in replayable if "retention.ms" in r.configs}
+            while asked and await _retentions(admin, list(asked)) != asked:
+                await asyncio.sleep(0.05)  # the brokers apply AlterConfigs a moment later; polled, bounded
     finally:
         await admin.close()
     results = []

@@ -23,6 +23,13 @@ class CommonSettings(BaseSettings):
     data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where local state lives (chDB data, broker logs).")
     log_level: str = Field("INFO", description="Standard library logging level.")
     log_json: bool = Field(False, description="Log one JSON object per line instead of text.")
+    replay_retention_days: float = Field(
+        1.0, gt=0, description="How long the turn processor's inputs (voice.vad, voice.transcripts, "
+        "voice.playout, voice.sessions) and decisions (voice.turns) are kept, so that `voicebus replay` can re-run "
+        "them; raw audio keeps its short retention. Applied by `voicebus topics create`, to existing topics too.")
+
+    def replay_retention_ms(self) -> int:
+        return round(self.replay_retention_days * 24 * 3600 * 1000)
 
     def topic(self, name: str) -> str:
         """The physical Kafka topic for a registry topic name."""

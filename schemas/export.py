@@ -166,7 +166,7 @@ def _message_id(model: Any) -> str:
 
 
 def _channel(spec: TopicSpec) -> Schema:
-    config: Schema = {"cleanup.policy": [spec.cleanup_policy]}
+    config: Schema = {"cleanup.policy": spec.cleanup_policy.split(",")}
     if "retention.ms" in spec.config():
         config["retention.ms"] = spec.retention_ms
     kafka: Schema = {"partitions": spec.partitions, "topicConfiguration": config,
@@ -209,8 +209,20 @@ def _component_schemas() -> Schema:
     _, defs = models_json_schema([(m, "validation") for m in models], ref_template=SCHEMA_REF)
     schemas: Schema = copy.deepcopy(defs["$defs"])
     _pin_versions(schemas, _versions(models))
+    # A record inside an event (schemas.history) is inlined: every component stands alone.
+    schemas = {m.__name__: _inline(schemas[m.__name__], schemas) for m in models}
     schemas["AudioFrame"] = audio_schema()
     return {name: _draft07(schema) for name, schema in schemas.items()}
+
+
+def _inline(node: Any, defs: Schema) -> Any:
+    if isinstance(node, dict):
+        if set(node) == {"$ref"} and node["$ref"].startswith(SCHEMA_REF.format(model="")):
+            return _inline(defs[node["$ref"].removeprefix(SCHEMA_REF.format(model=""))], defs)
+        return {k: _inline(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
 
 
 def _operations() -> Schema:

@@ -47,6 +47,7 @@ from schemas.edge import (
     SpeechStopped,
     VadProgress,
 )
+from schemas.history import ConversationHistory
 from schemas.telemetry import DeadLetter, StageStamped
 
 SESSION_PARTITIONS = 8
@@ -87,15 +88,19 @@ class TopicSpec:
     key: Literal["session_id", "source key"] = "session_id"
     partitions: int = SESSION_PARTITIONS
     retention_ms: int | None = DAY_MS
-    cleanup_policy: Literal["delete", "compact"] = "delete"
+    cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
     content_type: str = "application/json"
     max_message_bytes: int | None = None
+    # The turn processor's inputs and decisions: kept as long as a deployment wants to replay them (`voicebus
+    # replay`, VOICEBUS_REPLAY_RETENTION_DAYS); ``retention_ms`` is the default.
+    replayable: bool = False
 
-    def config(self) -> dict[str, str]:
-        """Topic-level Kafka configs."""
+    def config(self, replay_retention_ms: int | None = None) -> dict[str, str]:
+        """Topic-level Kafka configs (a replayable topic's retention is ``replay_retention_ms`` when given)."""
         out: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
-        if self.retention_ms is not None and self.cleanup_policy == "delete":
-            out["retention.ms"] = str(self.retention_ms)
+        retention = replay_retention_ms if self.replayable and replay_retention_ms else self.retention_ms
+        if retention is not None and "delete" in self.cleanup_policy:
+            out["retention.ms"] = str(retention)
         if self.max_message_bytes is not None:
             out["max.message.bytes"] = str(self.max_message_bytes)
         return out
@@ -109,17 +114,18 @@ AUDIO = TopicSpec("voice.audio", "20 ms PCM16 16 kHz mono frames from the edge (
                   "ingest", AudioCodec(), (AudioFrame,), readers=("asr",), retention_ms=10 * MINUTE_MS,
                   content_type="application/octet-stream")
 VAD = _json_topic("voice.vad", "speech started / stopped and media-clock progress from the edge's VAD",
-                  "ingest", SpeechStarted, SpeechStopped, VadProgress, readers=("streams", "asr"))
+                  "ingest", SpeechStarted, SpeechStopped, VadProgress, readers=("streams", "asr"), replayable=True)
 SESSIONS = _json_topic("voice.sessions", "session lifecycle at the edge", "ingest", SessionStarted, SessionEnded,
-                       readers=("streams", "asr", "telemetry"))
+                       readers=("streams", "asr", "telemetry"), replayable=True)
 PLAYOUT = _json_topic("voice.playout", "what the edge actually played of each reply, and barge-ins",
-                      "ingest", PlayoutStarted, PlayoutFinished, PlayoutInterrupted, readers=("streams",))
+                      "ingest", PlayoutStarted, PlayoutFinished, PlayoutInterrupted, readers=("streams",),
+                      replayable=True)
 TRANSCRIPTS = _json_topic("voice.transcripts", "partial and final transcripts, and end-of-turn scores, with media "
                           "time spans", "asr", TranscriptPartial, TranscriptFinal, EndOfTurnScored,
-                          readers=("streams",))
+                          readers=("streams",), replayable=True)
 TURNS = _json_topic("voice.turns", "turn decisions: speculative, committed, cancelled, barge-in, ended",
                     "streams", TurnSpeculative, TurnCommitted, TurnCancelled, BargeIn, FalseInterruption,
-                    TurnEnded, readers=("responder", "telemetry"))
+                    TurnEnded, readers=("responder", "telemetry"), replayable=True)
 TELEMETRY = _json_topic("voice.telemetry", "per-stage timestamps of each turn", "every service", StageStamped,
                         readers=("telemetry",), retention_ms=7 * DAY_MS)
 DLQ = _json_topic("voice.dlq", "undecodable messages with their origin and the error", "every consumer",
@@ -130,6 +136,11 @@ TURN_STATE_CHANGELOG = TopicSpec(
     "voice.turn-state-changelog", "changelog of the turn processor's per-session state table (Faust)",
     "streams", None, readers=("streams",), key="session_id", retention_ms=None, cleanup_policy="compact",
 )
+# Compacted (the latest history of each session stays) and deleted after a week without a new record: a session
+# that ended without its tombstone (the responder forgets a session on TurnCancelled(session_ended) only) goes.
+HISTORY = _json_topic("voice.history", "each session's conversation as heard, the responder's fold of its turns "
+                      "(compacted: the latest record of a session is all of it)", "responder", ConversationHistory,
+                      readers=("responder",), retention_ms=7 * DAY_MS, cleanup_policy="compact,delete")
 
 REPLIES_PATTERN = "voice.replies.{node_id}"
 # The ASR also writes here: a copy of each transcript for the edge holding the session, so that an edge reads
@@ -143,7 +154,7 @@ REPLIES = _json_topic(REPLIES_PATTERN,
 
 # Topics that exist once per deployment (the per-node reply topics are made per node: replies_topic()).
 REGISTRY: tuple[TopicSpec, ...] = (AUDIO, VAD, SESSIONS, PLAYOUT, TRANSCRIPTS, TURNS, TELEMETRY, DLQ,
-                                   TURN_STATE_CHANGELOG)
+                                   TURN_STATE_CHANGELOG, HISTORY)
 ALL_SPECS: tuple[TopicSpec, ...] = (*REGISTRY, REPLIES)
 
 

@@ -50,6 +50,12 @@ def _ops(argv: list[str]) -> int:
     return main(argv)
 
 
+def _replay(argv: list[str]) -> int:
+    from streams.turns.replay_cli import main
+
+    return main(argv)
+
+
 def _up(argv: list[str]) -> int:
     from voicebus.supervisor import main
 
@@ -75,6 +81,7 @@ SERVICES: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "responder": (_responder, "run a responder worker (LLM -> TTS)"),
     "telemetry": (_telemetry, "run the telemetry sink (Kafka -> ClickHouse)"),
     "ops": (_ops, "operator analytics over ClickHouse"),
+    "replay": (_replay, "re-run the turn policy on recorded sessions under other settings"),
     "up": (_up, "run the whole platform on its embedded defaults"),
     "simulate": (_simulate, "simulated WebRTC conversations with a latency table"),
     "bench": (_bench, "the platform benchmark"),

@@ -10,7 +10,7 @@ from typing import Any
 
 from runtime.kafka import make_consumer, make_producer
 from schemas.base import new_session_id
-from schemas.conversation import TurnCancelled, TurnCommitted, TurnSpeculative
+from schemas.conversation import BargeIn, TurnCancelled, TurnCommitted, TurnEnded, TurnSpeculative
 from schemas.topics import spec_for
 
 NODE = "edge-t"
@@ -39,6 +39,12 @@ class Turns:
 
     def cancelled(self, turn_id: str, reason: str = "barge_in") -> TurnCancelled:
         return TurnCancelled(turn_id=turn_id, reason=reason, **self._base())  # type: ignore[arg-type]
+
+    def barge_in(self, turn_id: str, played_ms: int) -> BargeIn:
+        return BargeIn(turn_id=turn_id, played_ms=played_ms, **self._base())
+
+    def ended(self, turn_id: str, outcome: str) -> TurnEnded:
+        return TurnEnded(turn_id=turn_id, outcome=outcome, **self._base())  # type: ignore[arg-type]
 
 
 class Producer:

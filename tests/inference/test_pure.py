@@ -11,6 +11,8 @@ from inference.history import History, Spoken
 from inference.offsets import OffsetTracker
 from inference.text import SentenceSplitter, heard_text
 from runtime.pcm import Resampler, read_wav, resample, wav_bytes
+from schemas.history import ConversationHistory
+from schemas.topics import HISTORY
 
 
 def split(tokens: list[str]) -> list[str]:
@@ -90,6 +92,29 @@ def test_history_keeps_what_was_heard_and_is_bounded():
     assert h.messages("s1", "", "c") == [Message("user", "c")]
     h.drop("s3")
     assert h.messages("s3", "", "c") == [Message("user", "c")]
+
+
+def test_history_round_trips_through_its_record_and_a_turn_answered_again_replaces_itself():
+    h = History(max_turns=5, max_sessions=5)
+    h.add("s1", "t1", "hello").sentences += [Spoken("Hi there.", 700, True)]
+    h.add("s1", "t2", "tell me a story").sentences += [Spoken("Once upon a time.", 1000, True),
+                                                       Spoken("The end came", 300, False)]
+    h.heard("s1", "t2", 1100)
+    record = ConversationHistory(session_id="0" * 32, seq=0, media_ns=0, wall_ns=0, turns=h.snapshot("s1"))
+    other = History(max_turns=5, max_sessions=5)
+    other.restore("s1", HISTORY.codec.decode(HISTORY.codec.encode(record)).turns)
+    assert other.messages("s1", "", "and then") == h.messages("s1", "", "and then")
+    assert [m.content for m in other.messages("s1", "", "and then")] == [
+        "hello", "Hi there.", "tell me a story", "Once upon a time...", "and then"]
+    # The new owner answers t2 again (its offset was not committed): t2 leaves its own request, and its new
+    # reply takes its place.
+    assert [m.content for m in other.messages("s1", "", "tell me a story", "t2")] == [
+        "hello", "Hi there.", "tell me a story"]
+    other.add("s1", "t2", "tell me a story").sentences += [Spoken("A story.", 500, True)]
+    assert [t.turn_id for t in other.snapshot("s1")] == ["t1", "t2"]
+    assert other.snapshot("s1")[1].played_ms is None and other.resumed("s1", "t1")
+    other.clear()
+    assert not other.knows("s1") and other.snapshot("s1") == ()
 
 
 @pytest.mark.parametrize("text, answer", [

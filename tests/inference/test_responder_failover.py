@@ -7,49 +7,16 @@ The other takes the partition over, answers the turn again from its uncommitted 
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
-import sys
 import uuid
 
 import pytest
 
 from schemas.topics import TURNS, replies_topic
-from tests.conftest import REPO
 from tests.inference.kafka_helpers import NODE, Producer, Turns, ended, watching
+from tests.inference.workers import start_workers
 
 pytestmark = pytest.mark.integration
-
-
-class Worker:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self.changed = asyncio.Event()
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc.stderr is not None
-        async for line in self.proc.stderr:
-            self.lines.append(line.decode(errors="replace"))
-            self.changed.set()
-
-    def partitions(self) -> int | None:
-        counts = [int(m.group(1)) for line in self.lines if (m := re.search(r"assigned (\d+) partitions", line))]
-        return counts[-1] if counts else None
-
-
-async def start_workers(topics, group: str, count: int) -> list[Worker]:
-    env = {**os.environ, "VOICEBUS_KAFKA_BOOTSTRAP": topics.settings.kafka_bootstrap,
-           "VOICEBUS_TOPIC_PREFIX": topics.prefix, "VOICEBUS_RESPONDER_GROUP_ID": group,
-           "VOICEBUS_RESPONDER_SESSION_TIMEOUT_MS": "6000", "VOICEBUS_RESPONDER_MAX_LEAD_MS": "300",
-           "VOICEBUS_LOG_LEVEL": "INFO", "VOICEBUS_LOG_JSON": "false"}
-    procs = [await asyncio.create_subprocess_exec(sys.executable, "-m", "voicebus.cli", "responder", cwd=REPO,
-                                                  env=env, stderr=asyncio.subprocess.PIPE,
-                                                  stdin=asyncio.subprocess.DEVNULL)
-             for _ in range(count)]
-    return [Worker(p) for p in procs]
 
 
 async def test_killing_the_answering_responder_still_gives_one_whole_reply(topics):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import sys
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -16,6 +19,7 @@ from schemas.audio import FLAG_VOICED, NS_PER_FRAME, AudioFrame
 from schemas.base import new_session_id
 from schemas.edge import SessionEnded, SpeechStarted, SpeechStopped
 from schemas.topics import AUDIO, TRANSCRIPTS, VAD, replies_topic
+from tests.conftest import REPO
 from tests.inference.kafka_helpers import NODE, Producer, watching
 from tests.inference.openai_server import shared_sphinx
 
@@ -116,3 +120,34 @@ async def running_responder(topics, llm=None, tts=None, **kw):
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+class Worker:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.changed = asyncio.Event()
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        async for line in self.proc.stderr:
+            self.lines.append(line.decode(errors="replace"))
+            self.changed.set()
+
+    def partitions(self) -> int | None:
+        counts = [int(m.group(1)) for line in self.lines if (m := re.search(r"assigned (\d+) partitions", line))]
+        return counts[-1] if counts else None
+
+
+async def start_workers(topics, group: str, count: int, **extra: str) -> list[Worker]:
+    """Responders as real processes (``voicebus responder``) in one group; ``extra``: more VOICEBUS_* settings."""
+    env = {**os.environ, "VOICEBUS_KAFKA_BOOTSTRAP": topics.settings.kafka_bootstrap,
+           "VOICEBUS_TOPIC_PREFIX": topics.prefix, "VOICEBUS_RESPONDER_GROUP_ID": group,
+           "VOICEBUS_RESPONDER_SESSION_TIMEOUT_MS": "6000", "VOICEBUS_RESPONDER_MAX_LEAD_MS": "300",
+           "VOICEBUS_LOG_LEVEL": "INFO", "VOICEBUS_LOG_JSON": "false", **extra}
+    procs = [await asyncio.create_subprocess_exec(sys.executable, "-m", "voicebus.cli", "responder", cwd=REPO,
+                                                  env=env, stderr=asyncio.subprocess.PIPE,
+                                                  stdin=asyncio.subprocess.DEVNULL)
+             for _ in range(count)]
+    return [Worker(p) for p in procs]

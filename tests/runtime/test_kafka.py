@@ -74,6 +74,32 @@ async def test_changelog_is_compact_only_and_audio_has_short_retention(topics):
     assert configs[names[1]]["retention.ms"] == str(10 * 60_000)
 
 
+async def _configs(settings, names):
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+    finally:
+        await admin.close()
+    return {resource[3]: {entry[0]: entry[1] for entry in resource[4]}
+            for response in responses for resource in response.resources}
+
+
+async def test_decision_inputs_are_kept_for_the_replay_window_and_audio_is_not(topics):
+    day = 24 * 3600 * 1000
+    names = [topics.name(n) for n in ("voice.vad", "voice.turns", "voice.audio", "voice.history")]
+    await create_topics(topics.settings.model_copy(update={"replay_retention_days": 3}))
+    configs = await _configs(topics.settings, names)
+    assert [configs[n].get("retention.ms") for n in names] == [str(3 * day), str(3 * day), str(10 * 60_000),
+                                                                str(7 * day)]
+    # Asked again with another window: the existing topics change, their other configs stay.
+    await create_topics(topics.settings.model_copy(update={"replay_retention_days": 0.5}))
+    configs = await _configs(topics.settings, names)
+    assert configs[names[0]]["retention.ms"] == str(day // 2) and configs[names[0]]["cleanup.policy"] == "delete"
+    assert configs[names[2]]["retention.ms"] == str(10 * 60_000)
+    assert configs[names[3]]["cleanup.policy"] == "compact,delete"
+
+
 async def test_rewind_reads_again_what_a_dead_loop_did_not_handle(topics):
     """A loop handed a batch dies after handling part of it: rewind goes back to the first record it did not
     handle, on the partition it was handling (a), on one it had not reached (b: its committed offset), and on one

@@ -33,6 +33,7 @@ from schemas.edge import (
     SpeechStopped,
     VadProgress,
 )
+from schemas.history import ConversationHistory, HeardTurn, SpokenSentence
 from schemas.telemetry import DeadLetter, StageStamped
 from schemas.topics import ALL_SPECS, TopicSpec
 
@@ -83,6 +84,13 @@ EVENTS: tuple[Any, ...] = (
     ReplyStages(**TURN, stages={"turn_committed": WALL - 30_000_000, "llm_first_token": WALL - 10_000_000,
                                 "tts_first_audio": WALL}),
     SpeechRecognised(**BASE, text="what is the wea", final=False, start_media_ns=10**9, end_media_ns=2 * 10**9),
+    ConversationHistory(**BASE, turns=(
+        HeardTurn(turn_id=f"{SESSION}-1", user_text="hello", sentences=(
+            SpokenSentence(text="Hello there.", ms=820.0, complete=True),)),
+        HeardTurn(turn_id=f"{SESSION}-2", user_text="tell me a story", played_ms=1300, sentences=(
+            SpokenSentence(text="Once upon a time, a keeper counted ships.", ms=2610.0, complete=True),
+            SpokenSentence(text="One winter a storm came in.", ms=400.0, complete=False))),
+    )),
 )
 
 FRAME = AudioFrame(SESSION, 7, WALL, 140_000_000, 16000, bytes(range(256)) * 2 + b"\x00" * 128, flags=1)

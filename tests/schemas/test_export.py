@@ -146,7 +146,7 @@ def test_channel_kafka_binding_follows_the_registry(doc, spec):
     (channel,) = [c for c in doc["channels"].values() if c["address"] == spec.name]
     kafka = channel["bindings"]["kafka"]
     assert kafka["partitions"] == spec.partitions
-    assert kafka["topicConfiguration"]["cleanup.policy"] == [spec.cleanup_policy]
+    assert kafka["topicConfiguration"]["cleanup.policy"] == spec.cleanup_policy.split(",")
     config = spec.config()
     assert kafka["topicConfiguration"].get("retention.ms") == (int(config["retention.ms"])
                                                                if "retention.ms" in config else None)

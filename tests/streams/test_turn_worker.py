@@ -6,6 +6,7 @@ Few tests on purpose: a Faust worker takes seconds to join its group.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -36,6 +37,8 @@ from schemas.topics import (
 )
 from streams.turns.core import SOURCES, Context, initial, step
 from streams.turns.policy import Policy
+from streams.turns.replay import outcome, policy_for
+from streams.turns.replay_source import read_inputs
 from tests.conftest import free_port
 from tests.metrics import histogram_is_whole, scrape
 
@@ -317,3 +320,58 @@ async def test_turn_processor_serves_metrics(topics: Any, tmp_path: Path) -> Non
     assert samples["voicebus_streams_sessions"] == 2
     assert samples["voicebus_streams_consumer_lag"] >= 0
     histogram_is_whole(samples, "voicebus_streams_processing_ms")
+
+
+def phases(events: list[Event]) -> list[list[Event]]:
+    """The events cut before and after each final transcript and playout event. Produced one phase at a time,
+    each applied before the next, the live processor reads such an event after the VAD events made before it and
+    before those made after it, as it does live. (Produced at once, as a backlog, the topics are read in any
+    interleaving: the turns are the same, but not the speculative offers nor the media time of a decision.)"""
+    out: list[list[Event]] = [[]]
+    for e in events:
+        if SOURCES[type(e)] != "vad" and e.type != "transcript_partial":
+            out += [[e], []]
+        else:
+            out[-1].append(e)
+    return [p for p in out if p]
+
+
+async def test_replay_with_the_live_settings_reproduces_the_live_decisions(topics: Any, tmp_path: Path) -> None:
+    """`voicebus replay`'s fold of what is recorded on the input topics decides exactly what the live processor
+    published on voice.turns (wall clocks aside), and the command runs on it with other settings."""
+    await topics.create_all()
+    story = (Conversation(S1).say(500, 1500, "tell me a story").wait(2200).playout_started(f"{S1}-1").wait(3000)
+             .say(3000, 3800, "stop please", barge_in=(f"{S1}-1", 740)).wait(4600)
+             .say(5000, 5600, "i want to").say(6300, 7000, "go home").wait(9000))
+    cough = (Conversation(S2).say(400, 1200, "i want to").say(1600, 2400, "go home").wait(3200)
+             .playout_started(f"{S2}-1").wait(3600).say(3600, 3800, "", barge_in=(f"{S2}-1", 300)).wait(5000)
+             .playout_finished(f"{S2}-1", 1500).wait(5400))
+    events = story.events + cough.events
+    group = f"{topics.prefix}voicebus-turns"
+    with Worker(topics, tmp_path, "worker") as worker:
+        for phase in phases(events):
+            await produce(topics.settings, phase)
+            await wait_for_offsets(topics.settings, group, worker)  # the processor has applied it all
+        async with Outputs(topics.settings) as out:
+            await out.drain(worker)
+
+    recorded = await read_inputs(topics.settings)  # every session, no consumer group
+    assert set(recorded) == {S1, S2}
+    assert recorded[S1] == (await read_inputs(topics.settings, S1))[S1]  # one session: its partitions only
+    for sid in (S1, S2):
+        live = [e.model_dump(exclude={"wall_ns"}) for e in out.turns if e.session_id == sid]
+        replayed = [e.model_dump(exclude={"wall_ns"}) for e in outcome(recorded[sid], policy_for()).decisions]
+        assert replayed == live and any(e["type"] == "turn_committed" for e in live)
+
+    env = {**os.environ, "VOICEBUS_KAFKA_BOOTSTRAP": topics.settings.kafka_bootstrap,
+           "VOICEBUS_TOPIC_PREFIX": topics.prefix}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voicebus.cli", "replay", "--session", S1, "--json",
+        "--set", "VOICEBUS_TURN_INCOMPLETE_SILENCE_MS=400", cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()
+    doc = json.loads(stdout)
+    commits = sum(e.type == "turn_committed" for e in out.turns if e.session_id == S1)
+    assert doc["summary"]["current"]["turns"] == commits == 3  # "i want to" waits for "go home" ...
+    assert doc["summary"]["given"]["changes"] == {"same": 2, "split": 1}  # ... not with 400 ms after "to"

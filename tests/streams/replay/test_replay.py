@@ -21,7 +21,8 @@ from schemas.base import Event
 from schemas.conversation import TranscriptFinal, TranscriptPartial, TurnCommitted
 from schemas.edge import VadProgress
 from schemas.telemetry import StageStamped
-from streams.turns.core import SOURCES, Context, Inbound, initial, step
+from streams.turns import replay
+from streams.turns.core import SOURCES
 from streams.turns.policy import Policy
 from tests.streams.replay import (
     FIXTURE_VERSION,
@@ -52,14 +53,9 @@ def fixture(name: str) -> Fixture:
 
 
 def fold(events: list[Event]) -> list[tuple[int, Event]]:
-    """Every decision the core makes, with the index of the input event that caused it."""
-    state = initial(events[0].session_id)
-    out: list[tuple[int, Event]] = []
-    for i, event in enumerate(events):
-        assert isinstance(event, Inbound)  # type: ignore[arg-type]
-        state, decisions = step(state, event, Context(POLICY, WALL))
-        out.extend((i, d) for d in decisions)
-    return out
+    """Every decision the core makes, with the index of the input event that caused it (as `voicebus replay`
+    folds a session)."""
+    return replay.fold(events, POLICY, WALL)  # type: ignore[arg-type]
 
 
 def committed(decisions: list[tuple[int, Event]]) -> list[TurnCommitted]:
