@@ -1,6 +1,7 @@
 """`voicebus ops` at scale: seed N synthetic turns into chDB through the real schema (raw stage and decision
-rows,
-aggregated by the materialized views), then time `ops latency` and `ops turns --slowest 20`.
+rows, aggregated by the materialized views, then each chunk's latency rows stored as the sink stores them after a
+batch), then time `ops latency` and `ops turns --slowest 20`. A directory seeded by an older voicebus is
+migrated when the schema is applied (the time is printed) and used as it is.
 
     python -m bench.telemetry_ops [--turns 10000000] [--days 7] [--dir PATH] [--repeat 5]
 
@@ -22,6 +23,7 @@ from runtime.clickhouse import connect
 from streams.telemetry.backend import Direct
 from streams.telemetry.ops import build_parser, run
 from streams.telemetry.schema import apply_schema
+from streams.telemetry.stored import STORE_SQL
 
 STAGES = [
     "speech_end",
@@ -106,6 +108,11 @@ def seed(client: object, turns: int, days: float, chunk: int = 1_000_000) -> Non
             WHERE happened""",
             settings={"max_partitions_per_insert_block": 1000},
         )
+        client.command(
+            f"{STORE_SQL} WHERE (turn_day, turn_id) IN "
+            f"(SELECT toDate(fromUnixTimestamp64Nano(t0)), turn_id FROM ({source}))",
+            settings={"max_partitions_per_insert_block": 1000},
+        )
         print(f"  seeded {lo + count:,} turns", flush=True)
 
 
@@ -132,7 +139,7 @@ COMMANDS = [
 def parts(client: object) -> str:
     rows = client.query(
         "SELECT table, count(), uniqExact(partition) FROM system.parts WHERE active AND "  # type: ignore[attr-defined]
-        "database = currentDatabase() AND table IN ('turns', 'stage_events') GROUP BY table"
+        "database = currentDatabase() AND table IN ('turns', 'stage_events', 'turn_latencies') GROUP BY table"
     ).result_rows
     return ", ".join(f"{t}: {n} parts in {p} days" for t, n, p in sorted(rows))
 
@@ -149,13 +156,16 @@ def main() -> None:
     directory = args.dir or Path(tempfile.mkdtemp(prefix="voicebus-bench-")) / "clickhouse"
     dsn = f"chdb://{directory}"
     client = connect(dsn)
+    t0 = time.perf_counter()
     apply_schema(client)
+    print(f"schema applied (an older layout migrated) in {time.perf_counter() - t0:.1f} s")
     have = client.query("SELECT count() FROM turns FINAL").result_rows[0][0]
     if have != args.turns:
         print(f"seeding {args.turns:,} turns over {args.days} days into {directory} (had {have:,})")
         client.command("TRUNCATE TABLE stage_events")
         client.command("TRUNCATE TABLE turn_decisions")
         client.command("TRUNCATE TABLE turns")
+        client.command("TRUNCATE TABLE turn_latencies")
         t0 = time.perf_counter()
         seed(client, args.turns, args.days)
         print(f"seeded in {time.perf_counter() - t0:.0f} s")
@@ -165,11 +175,11 @@ def main() -> None:
     for state in ("as seeded", "past days merged"):
         if state == "past days merged":
             today = client.query("SELECT max(turn_day) FROM turns").result_rows[0][0]
-            for (day,) in client.query(
-                f"SELECT DISTINCT partition FROM system.parts WHERE active AND table = 'turns' "
-                f"AND partition != '{today}' AND database = currentDatabase()"
+            for table, day in client.query(
+                f"SELECT DISTINCT table, partition FROM system.parts WHERE active AND "
+                f"table IN ('turns', 'turn_latencies') AND partition != '{today}' AND database = currentDatabase()"
             ).result_rows:
-                client.command(f"OPTIMIZE TABLE turns PARTITION '{day}' FINAL")
+                client.command(f"OPTIMIZE TABLE {table} PARTITION '{day}' FINAL")
         print(f"\n{state} ({parts(client)}); median of {args.repeat} runs:")
         for argv in COMMANDS:
             seconds = time_command(backend, argv, args.repeat)

@@ -8,6 +8,11 @@ score goes out just before the utterance's final: it runs here because this work
 audio, while the turn processor sees only events and the edge's per-frame path must stay lean. The three topics are read with the range assignor: they are co-partitioned by
 session id, so one worker holds all of a session. Audio is short-lived state: offsets are auto-committed and a
 worker that takes over a session mid-utterance transcribes what it still finds in its ring.
+
+Each transcript is also copied, as a SpeechRecognised, to the reply topic of the edge node holding the session
+(the node named by the VAD events), so that the edge shows the person their words without reading every
+session's transcripts. The copy never holds up the transcript: a node whose reply topic is not known yet is
+looked up in the background, and its copies are skipped meanwhile.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
 
 from inference.engine_choice import make_asr, make_turn_scorer
 from inference.engines.base import AsrEngine, AsrStream, EngineError, TurnEndEngine
@@ -31,10 +37,10 @@ from runtime.service import run_until_signal
 from runtime.tasks import Supervisor
 from schemas.audio import AudioFrame
 from schemas.base import Envelope, Stamper
-from schemas.conversation import EndOfTurnScored, TranscriptFinal, TranscriptPartial
+from schemas.conversation import EndOfTurnScored, SpeechRecognised, TranscriptFinal, TranscriptPartial
 from schemas.dlq import decode_or_dead_letter
 from schemas.edge import SessionEnded, SessionStarted, SpeechStarted, SpeechStopped, VadProgress
-from schemas.topics import AUDIO, DLQ, SESSIONS, TYPE_HEADER, VAD, spec_for, topic_of
+from schemas.topics import AUDIO, DLQ, REPLIES, SESSIONS, TYPE_HEADER, VAD, replies_topic, spec_for, topic_of
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,7 @@ RING_MS = 2000  # audio kept before a SpeechStarted arrives (the VAD topic may l
 TURN_AUDIO_MS = 8000  # what the scorer sees of a turn: its last 8 s (Smart Turn's window)
 TURN_PREROLL_MS = 500  # audio before the turn's first speech start that is scored with it (as Pipecat does)
 STOP_WAIT_S = 0.5  # after SpeechStopped, finish anyway once the session's audio has stalled this long
+NODE_LOOKUP_S = 5.0  # how long a node's reply topic is looked up for; unknown nodes are looked up again after 10 s
 # Events of the subscribed topics that the worker does nothing with: a record whose type header names one is
 # passed over undecoded (the edge sends a VadProgress per 20 ms frame for a while after every utterance).
 IGNORED_TYPES = frozenset(m.model_fields["type"].default.encode() for m in (VadProgress, SessionStarted))
@@ -71,6 +78,7 @@ class Session:
     recent: deque[AudioFrame] = field(default_factory=deque)  # the last TURN_AUDIO_MS, for the scorer
     turn_start_ns: int = 0  # first speech start after a pause of at least asr_turn_gap_ms
     last_end_ns: int | None = None  # the last utterance's speech end
+    node_id: str = ""  # the edge node holding the session (from its VAD events): where the words are copied
 
 
 @dataclass
@@ -110,6 +118,8 @@ class AsrWorker:
         self.stats = Stats()
         self._sessions: dict[str, Session] = {}
         self._producer: Any = None
+        self._nodes: dict[str, tuple[bool, float]] = {}  # node id -> (reply topic exists, until when)
+        self._lookups: dict[str, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
         self.metrics = m = ServiceMetrics("asr")
         self.tasks = Supervisor(m, "voicebus_asr")
@@ -161,6 +171,9 @@ class AsrWorker:
             await stop_serving(metrics)
             for sid in list(self._sessions):
                 await self._end_session(sid)
+            for task in list(self._lookups.values()):
+                task.cancel()
+            await asyncio.gather(*self._lookups.values(), return_exceptions=True)
             await consumer.stop()
             await self._producer.stop()
             await self.engine.aclose()
@@ -255,6 +268,7 @@ class AsrWorker:
 
     async def _speech_started(self, session_id: str, event: SpeechStarted) -> None:
         session = self._session(session_id)
+        self._held_by(session, event.node_id)
         if session.utterance is not None:
             log.warning("speech started before the last utterance stopped: finishing it",
                         extra={"session_id": session_id})
@@ -275,6 +289,7 @@ class AsrWorker:
 
     async def _speech_stopped(self, session_id: str, event: SpeechStopped) -> None:
         session = self._session(session_id)
+        self._held_by(session, event.node_id)
         utt = session.utterance
         if utt is None:  # started before this worker held the session: use what the ring still has
             utt = await self._open(session_id, event.speech_start_media_ns)
@@ -377,6 +392,39 @@ class AsrWorker:
         spec = topic_of(type(event))
         await self._producer.send(self.settings.topic(spec.name), spec.codec.encode(event), key=session_id.encode())
         self.metrics.events_out.inc()
+        node = self._sessions[session_id].node_id
+        if isinstance(event, TranscriptPartial | TranscriptFinal) and node and self._node_known(node):
+            copy = SpeechRecognised(**event.model_dump(include={"session_id", "seq", "media_ns", "wall_ns", "text",
+                                                                "start_media_ns", "end_media_ns"}),
+                                    final=isinstance(event, TranscriptFinal))
+            await self._producer.send(self.settings.topic(replies_topic(node)), REPLIES.codec.encode(copy),
+                                      key=session_id.encode())
+            self.metrics.events_out.inc()
+
+    # -- the edge nodes' reply topics ----------------------------------------------------------------------
+
+    def _held_by(self, session: Session, node_id: str) -> None:
+        session.node_id = node_id
+        self._node_known(node_id)  # looked up now, so that it is known by the utterance's first transcript
+
+    def _node_known(self, node_id: str) -> bool:
+        """Whether the node's reply topic exists, as last found; a lookup starts when that answer is stale."""
+        known, until = self._nodes.get(node_id, (False, 0.0))
+        if time.monotonic() >= until and node_id not in self._lookups:
+            self._lookups[node_id] = asyncio.create_task(self._look_up(node_id), name=f"node-{node_id}")
+        return known
+
+    async def _look_up(self, node_id: str) -> None:
+        topic = self.settings.topic(replies_topic(node_id))
+        try:
+            await asyncio.wait_for(self._producer.partitions_for(topic), NODE_LOOKUP_S)
+            known = True
+        except (TimeoutError, KafkaError):
+            known = False
+            if node_id not in self._nodes:
+                log.warning("no reply topic %s: that node's sessions are transcribed, their words not shown", topic)
+        self._nodes[node_id] = (known, time.monotonic() + (300.0 if known else 10.0))
+        del self._lookups[node_id]
 
 
 def main(argv: list[str]) -> int:

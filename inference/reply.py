@@ -22,7 +22,7 @@ from inference.history import Exchange, Spoken
 from inference.text import SentenceSplitter
 from runtime.pcm import Resampler, duration_ms
 from schemas.base import Envelope, Event
-from schemas.conversation import ReplyAudioChunk, ReplyEnded, ReplyText, TurnCommitted, TurnSpeculative
+from schemas.conversation import ReplyAudioChunk, ReplyEnded, ReplyStages, ReplyText, TurnCommitted, TurnSpeculative
 from schemas.telemetry import StageStamped
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,18 @@ class ReplyJob:
     work: Work = field(default_factory=Work)
     chunks: int = 0
     first_chunk_ns: int | None = None  # when the first playable chunk was handed to Kafka
+    # Wall ns of the stages the edge learns from us (ReplyStages, before the first chunk it may play).
+    stages: dict[str, int] = field(default_factory=dict)
     _pending: list[Event] = field(default_factory=list)
     _released: asyncio.Event = field(default_factory=asyncio.Event)
     _t0: float = 0.0  # monotonic time the reply became playable: the pacing clock
     _sentences: list[Spoken] = field(default_factory=list)
     _releasing: bool = False
     _task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.turn, TurnCommitted):
+            self.stages["turn_committed"] = self.turn.wall_ns  # the turn processor stamps its commit with it
 
     @property
     def turn_id(self) -> str:
@@ -81,10 +87,15 @@ class ReplyJob:
         self._task = asyncio.create_task(self._run(), name=f"reply-{self.turn_id}")
         return self._task
 
-    async def release(self, exchange: Exchange) -> None:
-        """The turn was committed: send what was held, then stream on. The reply stays held until everything held
-        is out, so nothing it makes meanwhile (the rest of the audio, its end) overtakes the held chunks."""
+    async def release(self, exchange: Exchange, committed_wall_ns: int | None = None) -> None:
+        """The turn was committed (by the TurnCommitted made at ``committed_wall_ns``): send what was held, then
+        stream on. The reply stays held until everything held is out, so nothing it makes meanwhile (the rest of
+        the audio, its end) overtakes the held chunks."""
         self._releasing, self.exchange = True, exchange
+        if committed_wall_ns is not None:
+            self.stages["turn_committed"] = committed_wall_ns
+            if self.chunks:  # the first chunk was made while held: its stages go out ahead of it
+                await self._out(self._stages_event())
         exchange.sentences.extend(self._sentences)
         self._t0 = time.monotonic()
         while self._pending:
@@ -167,6 +178,8 @@ class ReplyJob:
 
     async def _chunk(self, pcm: bytes, spoken: Spoken) -> None:
         await self._pace()
+        if self.chunks == 0 and "turn_committed" in self.stages:  # else release() sends it, when committed
+            await self._emit(self._stages_event())
         # The sentence's text rides on its first chunk (captions at the edge).
         event = ReplyAudioChunk(turn_id=self.turn_id, index=self.chunks, sample_rate=REPLY_RATE, pcm=pcm,
                                 text="" if spoken.ms else spoken.text,
@@ -202,9 +215,13 @@ class ReplyJob:
         return self.envelope(self.turn.speech_end_media_ns)
 
     async def _stamp(self, stage: Any, engine: str) -> None:
+        self.stages[stage] = now = time.time_ns()
         await self._emit(StageStamped(
-            turn_id=self.turn_id, node_id=self.turn.node_id, stage=stage, stage_wall_ns=time.time_ns(),
+            turn_id=self.turn_id, node_id=self.turn.node_id, stage=stage, stage_wall_ns=now,
             service="responder", engine=engine, **self._base()))
+
+    def _stages_event(self) -> ReplyStages:
+        return ReplyStages(turn_id=self.turn_id, stages=dict(self.stages), **self._base())  # type: ignore[arg-type]
 
     async def _emit(self, event: Event) -> None:
         if self.held:

@@ -289,7 +289,7 @@ class Responder:
             turn.offsets.append((tp, record.offset))
             self._offsets.hold(tp, record.offset)
             turn.committed_ns = time.monotonic_ns()
-            await turn.job.release(self._history.add(event.session_id, event.turn_id, event.text))
+            await turn.job.release(self._history.add(event.session_id, event.turn_id, event.text), event.wall_ns)
             return
         if turn is not None:  # the text changed since the speculation: start again from the committed text
             await self._cancel(event.turn_id, event.session_id, event.node_id, False)

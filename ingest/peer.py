@@ -19,6 +19,7 @@ from ingest.engines.vad import VadEngine
 from ingest.inbound import Inbound, ProcessedFrame
 from ingest.metrics import Metrics
 from ingest.near_end import NearEnd
+from ingest.page import PageNotes
 from ingest.playout import PlayoutTrack
 from ingest.publisher import Publisher
 from ingest.rtp_tap import drain, tap_receiver
@@ -26,7 +27,15 @@ from ingest.settings import IngestSettings
 from ingest.speech import Decision, Progress, SpeechStart, SpeechStop, VadParams
 from schemas.audio import FLAG_CONCEALED, FLAG_VOICED, RATE, AudioFrame
 from schemas.base import Envelope, Event, Stamper
-from schemas.conversation import ReplyAudioChunk, ReplyCancelled, ReplyEnded, ReplyResumed, ReplyText
+from schemas.conversation import (
+    ReplyAudioChunk,
+    ReplyCancelled,
+    ReplyEnded,
+    ReplyResumed,
+    ReplyStages,
+    ReplyText,
+    SpeechRecognised,
+)
 from schemas.edge import (
     PlayoutFinished,
     PlayoutInterrupted,
@@ -71,11 +80,11 @@ class EdgeSession:
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._channel: Any = None
-        self._last_speech_end_wall = 0
         self._reply_seen: set[str] = set()
         # turn id -> (start, end) media ns of the speech its reply answers, from the reply's first chunk: the
         # client is told it when the reply starts playing, so it can pair the reply with what it said.
         self._reply_spans: dict[str, tuple[int, int]] = {}
+        self._notes = PageNotes()  # sentence offsets and stage times, for what the page is told
         echo, ns = build_audio_processing(settings.aec, settings.noise_suppression)
         params = VadParams(threshold=settings.vad_threshold, min_speech_ms=settings.vad_min_speech_ms,
                            min_silence_ms=settings.vad_min_silence_ms)
@@ -155,7 +164,15 @@ class EdgeSession:
           dropped (the person's words made the barge-in real, a newer reply came, or no resume came in time);
         - ``reply_cancelled``: the turn's reply was withdrawn (if it was playing or paused, ``reply_ended`` came
           first);
-        - ``reply_text``, and ``latency`` (edge-side ms from the last speech end to the reply's first audio).
+        - ``transcript``: the person's words as recognised, ``final`` or not (a later one replaces a partial of
+          the same ``speech_start_ms``), with ``speech_start_ms`` and ``speech_end_ms``;
+        - ``reply_sentence``: a sentence of turn ``turn_id``'s reply, in the order spoken, starting ``at_ms``
+          into the reply's audio (``played_ms`` counts on the same audio: what lies beyond it was not heard);
+        - ``reply_text``: the whole reply's text, once it has all been made;
+        - ``latency``, when the reply starts playing: ``ms`` from the end of the person's speech to the reply's
+          first audio sent (server side, null if the edge did not hear that speech end), ``segments_ms``
+          (endpointing, recognition, model, platform, playout; ingest/page.py defines them; null when a stage is
+          missing) and ``stages_ms`` (each stage known, ms after the speech end).
         """
         if self._channel is not None and self._channel.readyState == "open":
             self._channel.send(json.dumps(message))
@@ -189,7 +206,6 @@ class EdgeSession:
                                             probability=min(1.0, max(0.0, decision.probability))))
                 self._tell_page({"type": "speech", "speaking": True, "speech_start_ms": _ms(decision.start_media_ns)})
             elif isinstance(decision, SpeechStop):
-                self._last_speech_end_wall = decision.end_wall_ns
                 self._publish(SpeechStopped(**self._envelope(frame.media_ns), node_id=self._node,
                                             speech_start_media_ns=decision.start_media_ns,
                                             speech_end_media_ns=decision.end_media_ns,
@@ -230,8 +246,17 @@ class EdgeSession:
                     del self._reply_spans[next(iter(self._reply_spans))]
                 self._reply_spans[event.turn_id] = (event.speech_start_media_ns, event.speech_end_media_ns)
             self.playout.enqueue(event.turn_id, event.index, np.frombuffer(event.pcm, dtype="<i2"), event.sample_rate)
-            if event.text:
-                self._tell_page({"type": "reply_text", "turn_id": event.turn_id, "text": event.text})
+            sentence = self._notes.caption(event.turn_id, event.index, len(event.pcm) / 2 / event.sample_rate * 1000,
+                                           event.text)
+            if sentence is not None:
+                self._tell_page(sentence)
+        elif isinstance(event, SpeechRecognised):
+            if event.final:
+                self._notes.final_words(event.start_media_ns, event.end_media_ns, event.wall_ns)
+            self._tell_page({"type": "transcript", "final": event.final, "text": event.text,
+                             "speech_start_ms": _ms(event.start_media_ns), "speech_end_ms": _ms(event.end_media_ns)})
+        elif isinstance(event, ReplyStages):
+            self._notes.stages(event.turn_id, event.stages)
         elif isinstance(event, ReplyText):
             self._tell_page({"type": "reply_text", "turn_id": event.turn_id, "text": event.text})
         elif isinstance(event, ReplyEnded):
@@ -254,9 +279,7 @@ class EdgeSession:
         span = self._reply_spans.get(turn_id)
         self._tell_page({"type": "reply_started", "turn_id": turn_id, "media_ms": _ms(self.inbound.media_ns),
                          **(_span_ms(span) if span else {})})
-        if self._last_speech_end_wall:
-            self._tell_page({"type": "latency", "turn_id": turn_id,
-                             "ms": round((now - self._last_speech_end_wall) / 1e6)})
+        self._tell_page(self._notes.latency(turn_id, span))
 
     def playout_finished(self, turn_id: str, played_ms: int) -> None:
         self._stamp(turn_id, "reply_last_sent", time.time_ns())
@@ -287,9 +310,12 @@ class EdgeSession:
         return self._stamper(self.inbound.media_ns if media_ns is None else media_ns)
 
     def _publish(self, event: Event) -> None:
+        if isinstance(event, SpeechStopped):  # the turn processor stamps a turn's speech_end from this one
+            self._notes.speech_stopped(event.speech_end_media_ns, event.speech_end_wall_ns)
         self._publisher.event(event)
 
     def _stamp(self, turn_id: str, stage: Stage, wall_ns: int, media_ns: int | None = None) -> None:
+        self._notes.stamp(turn_id, stage, wall_ns)
         self._publish(StageStamped(**self._envelope(), node_id=self._node, turn_id=turn_id, stage=stage,
                                    stage_wall_ns=wall_ns,
                                    stage_media_ns=self.inbound.media_ns if media_ns is None else media_ns,

@@ -31,7 +31,8 @@ from __future__ import annotations
 from typing import Literal
 
 from schemas.base import Event, TurnEvent
-from schemas.bounds import Count, MediaMs, MediaNs, Name, NodeId, Pcm16, Probability, Text
+from schemas.bounds import Count, MediaMs, MediaNs, Name, NodeId, Pcm16, Probability, Text, WallNs
+from schemas.telemetry import Stage
 from schemas.upcast import Payload, upcaster
 
 
@@ -179,3 +180,24 @@ class ReplyResumed(TurnEvent):
     stopped. The edge keeps a paused reply's unplayed audio for a bounded time; after that this is ignored."""
 
     type: Literal["reply_resumed"] = "reply_resumed"
+
+
+class SpeechRecognised(Event):
+    """The person's words for the edge holding the session (voice.replies.<node>), so it can show them: the ASR
+    sends one with every transcript it puts on voice.transcripts, with the same envelope, text and span; ``final``
+    says which of the two it copies. Only the edge reads these; the turn processor reads voice.transcripts."""
+
+    type: Literal["speech_recognised"] = "speech_recognised"
+    text: Text
+    final: bool
+    start_media_ns: MediaNs
+    end_media_ns: MediaNs
+
+
+class ReplyStages(TurnEvent):
+    """When the stages of the turn that the responder knows happened (wall ns by stage: ``turn_committed``,
+    ``llm_first_token``, ``tts_first_audio``), sent once, before the reply's first audio, so that the edge can
+    show the turn's latency breakdown without reading voice.telemetry, where the same times are stamped."""
+
+    type: Literal["reply_stages"] = "reply_stages"
+    stages: dict[Stage, WallNs]

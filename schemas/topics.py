@@ -27,7 +27,9 @@ from schemas.conversation import (
     ReplyCancelled,
     ReplyEnded,
     ReplyResumed,
+    ReplyStages,
     ReplyText,
+    SpeechRecognised,
     TranscriptFinal,
     TranscriptPartial,
     TurnCancelled,
@@ -70,7 +72,8 @@ SessionEvent = _union(SessionStarted, SessionEnded)
 PlayoutEvent = _union(PlayoutStarted, PlayoutFinished, PlayoutInterrupted)
 TranscriptEvent = _union(TranscriptPartial, TranscriptFinal, EndOfTurnScored)
 TurnDecision = _union(TurnSpeculative, TurnCommitted, TurnCancelled, BargeIn, FalseInterruption, TurnEnded)
-ReplyEvent = _union(ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, ReplyResumed)
+ReplyEvent = _union(ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, ReplyResumed, ReplyStages,
+                    SpeechRecognised)
 TelemetryEvent = StageStamped
 
 
@@ -140,9 +143,13 @@ HISTORY = _json_topic("voice.history", "each session's conversation as heard, th
                       readers=("responder",), retention_ms=7 * DAY_MS, cleanup_policy="compact,delete")
 
 REPLIES_PATTERN = "voice.replies.{node_id}"
+# The ASR also writes here: a copy of each transcript for the edge holding the session, so that an edge reads
+# only its own sessions' words (reading voice.transcripts, every edge would read every session's).
 REPLIES = _json_topic(REPLIES_PATTERN,
-                      "reply audio, text, end, cancel and resume for the sessions held by one edge node",
-                      "responder", ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, ReplyResumed,
+                      "reply audio, text, end, cancel, resume and stage times, and the person's recognised words, "
+                      "for the sessions held by one edge node", "responder, asr",
+                      ReplyAudioChunk, ReplyText, ReplyEnded, ReplyCancelled, ReplyResumed, ReplyStages,
+                      SpeechRecognised,
                       readers=("ingest",))
 
 # Topics that exist once per deployment (the per-node reply topics are made per node: replies_topic()).

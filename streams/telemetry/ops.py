@@ -3,7 +3,7 @@
   ops latency [--since 1h] [--by node|engine]   p50/p95/p99 and count of each latency
   ops turns --slowest N [--since ...]           the slowest turns (voice to voice) with their waterfall
   ops taking [--since ...]                      turn-taking rates
-  ops report --png FILE [--since ...]           latency distribution and median waterfall, drawn
+  ops report --png FILE [--since ...]           the slowest turns' waterfall and percentiles over time, drawn
 Every command takes --format table|json|csv. Queries go through the running sink or open ClickHouse directly.
 """
 
@@ -144,8 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     turns = sub.add_parser("turns", parents=[common], help="the slowest turns with their waterfall")
     turns.add_argument("--slowest", type=int, default=10, metavar="N")
     sub.add_parser("taking", parents=[common], help="turn-taking rates")
-    report = sub.add_parser("report", parents=[common], help="draw the latency distribution and waterfall")
+    report = sub.add_parser("report", parents=[common],
+                            help="draw the slowest turns' waterfall and the percentiles over time")
     report.add_argument("--png", required=True, metavar="FILE")
+    report.add_argument("--slowest", type=int, default=10, metavar="N")
     return parser
 
 
@@ -158,10 +160,12 @@ def run(args: argparse.Namespace, backend: Backend) -> str:
     elif args.command == "taking":
         table = taking_table(backend.run("taking", window))
     else:
-        from streams.telemetry.report import draw
+        from streams.telemetry.report import draw, gather
 
-        summary = draw(backend.run("distribution", window), args.png)
-        table = (["what", "value"], [["turns", summary.turns], ["png", args.png]])
+        report = gather(backend, args.since, args.slowest)
+        draw(report, args.png)
+        table = (["what", "value"], [["turns", report.turns], ["slowest drawn", len(report.slowest)],
+                                     ["time buckets", f"{len(report.times)} of {report.bucket_s} s"], ["png", args.png]])
     return render(table, args.format)
 
 

@@ -109,12 +109,28 @@ def taking_sql(params: Mapping[str, Any]) -> str:
     )
 
 
-def distribution_sql(params: Mapping[str, Any]) -> str:
-    """Each latency at every percentile 1..99, and the median offset of each waterfall stage."""
-    levels = ", ".join(f"{p / 100:.2f}" for p in range(1, 100))
-    cols = ", ".join(f"{QUANTILES}({levels})({lat})" for lat in LATENCIES)
-    medians = ", ".join(f"quantileExactInclusive(0.5)({stage}_offset_ms)" for stage in WATERFALL)
-    return f"SELECT count(), {cols}, {medians} FROM turn_latency WHERE {_window(params)}"
+# The latencies drawn over time (`ops report`, and the dashboard's time series).
+OVER_TIME = ("voice_to_voice_ms", "endpointing_ms", "model_ms", "platform_overhead_ms")
+MAX_BUCKETS = 500
+
+
+def span_sql(params: Mapping[str, Any]) -> str:
+    """The first and last turn in the window, in seconds since the epoch (what `ops report` divides in buckets)."""
+    return (
+        "SELECT count() AS turns, toUnixTimestamp(min(turn_time)) AS first, toUnixTimestamp(max(turn_time)) AS last "
+        f"FROM turn_latency WHERE {_window(params)}"
+    )
+
+
+def over_time_sql(params: Mapping[str, Any]) -> str:
+    """p50/p95/p99 of each OVER_TIME latency per `bucket_s` seconds of turn time."""
+    bucket = _int(params, "bucket_s", 60, 1, 366 * 86400)
+    levels = ", ".join(map(str, PERCENTILES))
+    cols = ", ".join(f"{QUANTILES}({levels})({lat}) AS {lat.removesuffix('_ms')}" for lat in OVER_TIME)
+    return (
+        f"SELECT toUnixTimestamp(toStartOfInterval(turn_time, INTERVAL {bucket} SECOND)) AS time, count() AS turns, "
+        f"{cols} FROM turn_latency WHERE {_window(params)} GROUP BY time ORDER BY time LIMIT {MAX_BUCKETS}"
+    )
 
 
 def session_turns_sql(params: Mapping[str, Any]) -> str:
@@ -136,7 +152,8 @@ QUERIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "latency": latency_sql,
     "slowest": slowest_sql,
     "taking": taking_sql,
-    "distribution": distribution_sql,
+    "span": span_sql,
+    "over_time": over_time_sql,
     "session_turns": session_turns_sql,
 }
 

@@ -9,6 +9,8 @@ from importlib import resources
 from importlib.abc import Traversable
 from typing import Any
 
+from streams.telemetry.stored import migrate
+
 _COMMENT = re.compile(r"^\s*--.*$", re.MULTILINE)
 
 
@@ -36,8 +38,9 @@ def statements() -> list[str]:
 
 
 def apply_schema(client: Any) -> int:
-    """Create what is missing; returns the number of statements run."""
+    """Create what is missing, then fill what an older version left empty; returns the number of statements run."""
     stmts = statements()
     for stmt in stmts:
         client.command(stmt)
+    migrate(client)
     return len(stmts)

@@ -13,6 +13,7 @@ from runtime.clickhouse import connect
 from streams.telemetry import queries
 from streams.telemetry.rows import COLUMNS, Row
 from streams.telemetry.schema import apply_schema
+from streams.telemetry.stored import store, turns_in
 
 T = TypeVar("T")
 
@@ -55,6 +56,9 @@ class ClickHouse:
             for table in WRITE_ORDER:
                 if rows.get(table):
                     rejected += self._insert(table, rows[table], 0)
+            # Once the raw rows are in: the latency rows of their turns, again (not of rejected rows' turns:
+            # their keys may be what ClickHouse cannot take).
+            store(self.client, turns_in(rows, skip={(table, i) for table, i, _ in rejected}))
             return rejected
 
         return await self._call(_write)

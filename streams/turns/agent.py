@@ -130,9 +130,12 @@ class TurnProcessor:
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         state_codec = StateCodec()
         source = app.topic(*(settings.topic(spec.name) for spec in SOURCES), **raw)
+        # acks=False as Faust's own changelogs have: the topic is read only to recover the table, never by a
+        # stream that acks its events, and Faust's livelock check takes an acked topic nobody streams for a
+        # stalled stream ("Stream has not started processing TP(...changelog...)", an ERROR every few minutes).
         changelog = app.topic(settings.topic(TURN_STATE_CHANGELOG.name), partitions=SESSION_PARTITIONS,
                               compacting=True, deleting=False, internal=True, key_serializer="raw",
-                              value_serializer=state_codec)
+                              value_serializer=state_codec, acks=False)
         self.table = app.Table(TABLE, partitions=SESSION_PARTITIONS, changelog_topic=changelog,
                                key_type=bytes, value_type=TurnState)
         # Faust takes a table's serializer from a faust Record's options; TurnState is pydantic: set it here.

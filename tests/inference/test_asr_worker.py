@@ -12,7 +12,7 @@ from schemas.base import new_session_id
 from schemas.topics import AUDIO, DLQ, SESSIONS, TYPE_HEADER, VAD
 from tests.inference.kafka_helpers import watching
 from tests.inference.recordings import load
-from tests.inference.workers import MS, EdgeSession, finals, publish, running_asr
+from tests.inference.workers import MS, REPLY_TOPIC, EdgeSession, finals, publish, running_asr
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +42,27 @@ async def test_speech_is_transcribed_with_partials_and_media_span(topics, speech
     assert [e.media_ns for e in events] == sorted(e.media_ns for e in events)
     assert final.media_ns >= max(p.media_ns for p in partials)
     assert worker.open_streams == 0 and list(worker.stats.final_lag_ms)
+
+
+async def test_the_words_are_copied_to_the_reply_topic_of_the_node_holding_the_session(topics, speech_dir):
+    clip = load(speech_dir / "misc" / "goforward.wav")
+    ours, elsewhere = EdgeSession(clip), EdgeSession(clip, node_id="edge-without-a-topic")
+    async with running_asr(topics) as (_, producer, transcripts), watching(topics, REPLY_TOPIC) as edge:
+        await publish(producer, ours)
+        await publish(producer, elsewhere)
+        await transcripts.until(lambda ev: finals(ev, ours.session_id) and finals(ev, elsewhere.session_id))
+        await edge.until(lambda ev: any(e.final for e in ev))
+    # Every copy is the transcript with the same seq (the copy reuses its envelope): same text, span and times.
+    sent = {e.seq: e for e in transcripts.events if e.session_id == ours.session_id}
+    assert edge.events and {e.session_id for e in edge.events} == {ours.session_id}
+    for copy in edge.events:
+        original = sent[copy.seq]
+        assert copy.final == (original.type == "transcript_final")
+        assert (copy.text, copy.start_media_ns, copy.end_media_ns, copy.media_ns, copy.wall_ns) == (
+            original.text, original.start_media_ns, original.end_media_ns, original.media_ns, original.wall_ns)
+    assert [e.text for e in edge.events if e.final] == ["go forward ten meters"]
+    # The other node has no reply topic: its session was transcribed all the same.
+    assert finals(transcripts.events, elsewhere.session_id)[0].text == "go forward ten meters"
 
 
 async def test_sessions_in_parallel_and_vad_ahead_of_audio(topics, speech_dir):

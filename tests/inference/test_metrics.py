@@ -13,7 +13,7 @@ from runtime.kafka import make_consumer, make_producer
 from runtime.metrics import ServiceMetrics
 from schemas.topics import AUDIO, DLQ, TELEMETRY, TURNS, replies_topic, spec_for
 from tests.conftest import free_port
-from tests.inference.kafka_helpers import NODE, Turns, ended
+from tests.inference.kafka_helpers import NODE, Turns, ended, watching
 from tests.inference.recordings import load
 from tests.inference.workers import EdgeSession, finals, publish, running_asr, running_responder
 from tests.metrics import histogram_is_whole, scrape
@@ -35,18 +35,21 @@ async def records_on(topics, *names: str) -> int:
 async def test_asr_worker_counts_what_it_consumed_produced_and_dead_lettered(topics, speech_dir):
     port = free_port()
     session = EdgeSession(load(speech_dir / "misc" / "goforward.wav"))
-    async with running_asr(topics, asr_metrics_port=port) as (worker, producer, transcripts):
+    async with (running_asr(topics, asr_metrics_port=port) as (worker, producer, transcripts),
+                watching(topics, replies_topic(NODE)) as copies):
         await publish(producer, session)
         # Last, on the session's audio partition: once it is dead-lettered, every frame before it was consumed.
         await producer.send_raw(AUDIO.name, b"VBAF but not really a frame", key=session.session_id.encode())
         await transcripts.until(lambda ev: finals(ev, session.session_id))
+        await copies.until(lambda ev: any(e.final for e in ev))  # the last copy made, for the edge
         await worker.wait_for(lambda w: w.metrics.dead_letters.value >= 1, 20)
         samples = await scrape(port)
         frames = len(session.frames())
         assert samples["voicebus_asr_events_in_total"] == frames + 2 + 1  # frames, two VAD events, the junk
         assert samples["voicebus_asr_dead_letters_total"] == 1
-        # Partials come before their final on the session's partition: the watcher has all of them.
-        assert samples["voicebus_asr_events_out_total"] == len(transcripts.events) >= 2
+        # Partials come before their final on the session's partition: the watchers have all of them.
+        assert samples["voicebus_asr_events_out_total"] == len(transcripts.events) + len(copies.events)
+        assert len(transcripts.events) >= 2 and copies.events
         assert samples["voicebus_asr_consumer_lag"] == 0  # everything produced was consumed
         assert samples["voicebus_asr_sessions"] == 1 and samples["voicebus_asr_open_streams"] == 0
         assert samples["voicebus_asr_utterances_total"] == 1

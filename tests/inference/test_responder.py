@@ -25,11 +25,16 @@ def chunks_of(events, turn_id):
 async def test_committed_turn_gets_reply_audio_in_order_ending_with_reply_ended(topics):
     turns = Turns()
     async with running_responder(topics) as (responder, producer, edge), watching(topics, TELEMETRY.name) as telemetry:
-        await producer.send(TURNS.name, turns.committed("t1", "what is seven times six"))
+        commit = turns.committed("t1", "what is seven times six")
+        await producer.send(TURNS.name, commit)
         events = edge.of("t1") if await edge.until(ended("t1")) else []
         await telemetry.until(lambda ev: len(ev) >= 2)
     chunks = [e for e in events if e.type == "reply_audio_chunk"]
-    assert [e.type for e in events] == ["reply_audio_chunk"] * len(chunks) + ["reply_text", "reply_ended"]
+    assert [e.type for e in events] == ["reply_stages"] + ["reply_audio_chunk"] * len(chunks) + ["reply_text",
+                                                                                                 "reply_ended"]
+    # The edge learns the stages the responder stamped, and the commit's time (the TurnCommitted's).
+    stamped = {e.stage: e.stage_wall_ns for e in telemetry.events}
+    assert events[0].stages == {**stamped, "turn_committed": commit.wall_ns}
     assert [c.index for c in chunks] == list(range(len(chunks))) and len(chunks) >= 3
     assert events[-2].text == "7 times 6 is 42." and events[-1].chunks == len(chunks)
     assert chunks[0].text == "7 times 6 is 42." and all(c.sample_rate == 16000 for c in chunks)

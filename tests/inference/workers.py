@@ -37,8 +37,8 @@ def speech_span(pcm: bytes) -> tuple[int, int]:
 class EdgeSession:
     """What an edge publishes for one session speaking a clip: frames, then VAD decisions at their times."""
 
-    def __init__(self, pcm: bytes, session_id: str | None = None) -> None:
-        self.session_id = session_id or new_session_id()
+    def __init__(self, pcm: bytes, session_id: str | None = None, node_id: str = NODE) -> None:
+        self.session_id, self.node_id = session_id or new_session_id(), node_id
         self.pcm = pcm + bytes(640 * 30)  # 600 ms of silence after the clip
         first, last = speech_span(pcm)
         self.start_ns, self.end_ns = first * NS_PER_FRAME, last * NS_PER_FRAME
@@ -47,7 +47,7 @@ class EdgeSession:
     def _base(self, media_ns: int) -> dict:
         self.seq += 1
         return {"session_id": self.session_id, "seq": self.seq, "media_ns": media_ns, "wall_ns": time.time_ns(),
-                "node_id": NODE}
+                "node_id": self.node_id}
 
     def frames(self) -> list[AudioFrame]:
         out = []

@@ -13,7 +13,9 @@ from schemas.conversation import (
     ReplyCancelled,
     ReplyEnded,
     ReplyResumed,
+    ReplyStages,
     ReplyText,
+    SpeechRecognised,
     TranscriptFinal,
     TranscriptPartial,
     TurnCancelled,
@@ -79,6 +81,9 @@ EVENTS: tuple[Any, ...] = (
     ReplyEnded(**TURN, chunks=12),
     ReplyCancelled(**TURN),
     ReplyResumed(**TURN),
+    ReplyStages(**TURN, stages={"turn_committed": WALL - 30_000_000, "llm_first_token": WALL - 10_000_000,
+                                "tts_first_audio": WALL}),
+    SpeechRecognised(**BASE, text="what is the wea", final=False, start_media_ns=10**9, end_media_ns=2 * 10**9),
     ConversationHistory(**BASE, turns=(
         HeardTurn(turn_id=f"{SESSION}-1", user_text="hello", sentences=(
             SpokenSentence(text="Hello there.", ms=820.0, complete=True),)),

@@ -56,6 +56,9 @@ def values(annotation: Any, metadata: list[Any]) -> st.SearchStrategy[Any]:
         return st.lists(values(get_args(annotation)[0], []), max_size=3).map(tuple)
     if origin is tuple:
         return st.tuples(*(values(a, []) for a in get_args(annotation)))
+    if origin is dict:  # keys of a Literal: bounded by its values
+        key, value = get_args(annotation)
+        return st.dictionaries(values(key, []).filter(lambda k: isinstance(k, str)), values(value, []), max_size=4)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return payloads(annotation)  # a record inside an event (schemas.history)
     low = next((m.ge for m in metadata if isinstance(m, at.Ge)), None)

@@ -1,6 +1,6 @@
 -- One row per turn: the time of every stage of the timeline and the turn's decisions, aggregated by ClickHouse
 -- from the raw tables above (never joined in Python). Every column merges with min or max, so a redelivered event
--- (same values again) changes nothing. Read it through the turn_latency view (FINAL) or GROUP BY turn_id.
+-- (same values again) changes nothing. Read it through the turn_latency_live view (FINAL) or GROUP BY turn_id.
 CREATE TABLE IF NOT EXISTS turns
 (
     turn_day              Date,

@@ -11,6 +11,9 @@ import pytest
 import yaml
 
 from runtime.clickhouse import connect
+from streams.telemetry.backend import Direct
+from streams.telemetry.queries import WATERFALL
+from streams.telemetry.report import gather
 from tests.conftest import REPO
 from tests.streams.telemetry.synthetic import make_turns, seed
 
@@ -98,3 +101,17 @@ async def test_every_panel_query_runs_on_the_schema_and_finds_the_turns(chdb_dsn
     assert merged.result_rows[0][0] == pytest.approx(
         np.percentile([v for v in v2v if v is not None], [50, 95, 99])
     )
+
+
+@pytest.mark.integration
+async def test_the_waterfall_panel_draws_what_ops_report_draws(chdb_dsn):
+    await seed(chdb_dsn, make_turns(80, time.time_ns(), np.random.default_rng(4), age_s=(60, 3000)))
+    [(panel, target)] = [(p, t) for p, t in TARGETS if p["type"] == "barchart"]
+    result = connect(chdb_dsn).query(grafana_macros(target["rawSql"]))
+    drawn = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+    report = gather(Direct(chdb_dsn), 6 * 3600, slowest=10)
+    assert [d["turn"] for d in drawn] == [f"{t['turn_id'][-16:]} ({round(t['voice_to_voice_ms'])} ms)"
+                                          for t in report.slowest]
+    for bar, turn in zip(drawn, report.slowest, strict=True):
+        assert [bar[s] for s in WATERFALL] == pytest.approx([turn[s] for s in WATERFALL]), bar["turn"]
+    assert panel["options"]["xField"] == "turn" and panel["fieldConfig"]["defaults"]["unit"] == "ms"

@@ -15,6 +15,7 @@ import pytest
 from streams.telemetry import queries
 from streams.telemetry.backend import Direct, ThroughSink, open_backend
 from streams.telemetry.ops import build_parser, run
+from streams.telemetry.report import gather
 from streams.telemetry.server import serve
 from streams.telemetry.settings import TelemetrySettings
 from streams.telemetry.writer import ClickHouse
@@ -103,10 +104,23 @@ async def test_turn_taking_counts(chdb_dsn):
     assert rates["premature_commits"]["turns"] == having("committed", "withdrawn") > 0
 
 
-async def test_report_draws_a_png(chdb_dsn, tmp_path):
-    await seed(chdb_dsn, RECENT)
+async def test_report_draws_the_slowest_turns_and_the_percentiles_over_time(chdb_dsn, tmp_path):
+    await seed(chdb_dsn, RECENT + OLD)
+    report = gather(Direct(chdb_dsn), 3600, slowest=5)
+    ranked = sorted((t for t in RECENT if t.latencies()["voice_to_voice_ms"] is not None),
+                    key=lambda t: -t.latencies()["voice_to_voice_ms"])[:5]
+    assert [t["turn_id"] for t in report.slowest] == [t.turn_id for t in ranked]
+    offsets = {s: ranked[0].ms("speech_end", s) for s in queries.WATERFALL}
+    assert [report.slowest[0][s] for s in queries.WATERFALL] == pytest.approx(
+        list(queries.waterfall(offsets).values()))
+    # Each bucket's percentiles are those of the turns that started in it (a turn's time: its speech end).
+    assert report.bucket_s == 60 and report.turns == len(RECENT)
+    for start, levels in zip(report.times, report.percentiles["voice_to_voice_ms"], strict=True):
+        inside = [v for t in RECENT if start <= t.stages["speech_end"] // 10**9 < start + 60
+                  and (v := t.latencies()["voice_to_voice_ms"]) is not None]
+        assert levels == pytest.approx(list(np.percentile(inside, [50, 95, 99])) if inside else [None] * 3)
     png = tmp_path / "report.png"
-    ops(Direct(chdb_dsn), "report", "--png", str(png))
+    ops(Direct(chdb_dsn), "report", "--png", str(png), "--since", "1h")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
