@@ -17,7 +17,7 @@ from schemas.history import ConversationHistory, HeardTurn, SpokenSentence
 from schemas.topics import HISTORY, TURNS
 from tests.inference.kafka_helpers import NODE, Producer, Turns, ended, watching
 from tests.inference.openai_server import OpenAiProtocolServer, serving
-from tests.inference.workers import REPLY_TOPIC, Worker, running_responder, start_workers
+from tests.inference.workers import REPLY_TOPIC, Worker, running_responder, start_workers, stop_workers
 
 pytestmark = pytest.mark.integration
 
@@ -88,12 +88,7 @@ async def test_a_responder_that_takes_a_session_over_answers_with_its_history_as
                         server.changed.clear()
                         await server.changed.wait()
         finally:
-            for w in workers:
-                if w.proc.returncode is None:
-                    w.proc.send_signal(signal.SIGTERM)
-            for w in workers:
-                await asyncio.wait_for(w.proc.wait(), 30)
-                w.reader.cancel()
+            await stop_workers(workers)
 
     heard = heard_text(second, PLAYED_MS)
     assert heard.endswith("...") and len(heard) < len(REPLY) / 2 and REPLY.startswith(heard[:-3]), heard

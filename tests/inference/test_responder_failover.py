@@ -14,7 +14,7 @@ import pytest
 
 from schemas.topics import TURNS, replies_topic
 from tests.inference.kafka_helpers import NODE, Producer, Turns, ended, watching
-from tests.inference.workers import start_workers
+from tests.inference.workers import start_workers, stop_workers
 
 pytestmark = pytest.mark.integration
 
@@ -41,12 +41,7 @@ async def test_killing_the_answering_responder_still_gives_one_whole_reply(topic
             await edge.until(ended("t1"), timeout=45)
             events, headers = list(edge.events), list(edge.headers)
     finally:
-        for w in workers:
-            if w.proc.returncode is None:
-                w.proc.send_signal(signal.SIGTERM)
-        for w in workers:
-            await asyncio.wait_for(w.proc.wait(), 30)
-            w.reader.cancel()
+        await stop_workers(workers)
 
     by_worker = [h["voicebus-worker"].decode() for h in headers]
     assert len(set(by_worker)) == 2  # the reply was started by one process and finished by the other

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import sys
 import time
 import uuid
@@ -151,3 +152,13 @@ async def start_workers(topics, group: str, count: int, **extra: str) -> list[Wo
                                                   stdin=asyncio.subprocess.DEVNULL)
              for _ in range(count)]
     return [Worker(p) for p in procs]
+
+
+async def stop_workers(workers: list[Worker]) -> None:
+    """SIGTERM the ones still running, then wait for every one (a killed one has already ended)."""
+    for w in workers:
+        if w.proc.returncode is None:
+            w.proc.send_signal(signal.SIGTERM)
+    for w in workers:
+        await asyncio.wait_for(w.proc.wait(), 30)
+        w.reader.cancel()
