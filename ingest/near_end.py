@@ -42,7 +42,7 @@ class NearEnd:
         self._vad = vad.stream()
         self._raw_vad = None if echo is None else vad.stream()
         # The played audio against the residual after cancellation and against the raw microphone.
-        self._guards = () if echo is None else (EchoGuard(), EchoGuard())
+        self._guard = None if echo is None else EchoGuard()
         self.gate = Gate(params, gate or GateParams())
         # What was played over the echo's reach, as RMS per frame (the echo of the last words still arrives).
         self._far_levels: deque[float] = deque([0.0], maxlen=ECHO_REACH_FRAMES)
@@ -57,8 +57,8 @@ class NearEnd:
             self._far_level = max(self._far_levels)
         if self._echo is not None:
             self._echo.far_end(pcm)
-        for guard in self._guards:
-            guard.far(pcm)
+        if self._guard is not None:
+            self._guard.far(pcm)
 
     def playing(self, on: bool) -> None:
         """A reply started or stopped playing. Starting one also starts the raw microphone's VAD afresh."""
@@ -76,15 +76,12 @@ class NearEnd:
         raw_p = None
         if self._playing and self._raw_vad is not None:
             raw_p = self._raw_vad.probability(raw)
-        if self._guards:
-            self._guards[0].near(pcm)
-            self._guards[1].near(raw)
+        if self._guard is not None:
+            self._guard.near(pcm, raw)
         out = self.gate.push(FrameIn(media_ns, wall_ns, probability, raw_p, _rms(raw), _rms(pcm), self._far_level,
                                      self._playing), self._echo_match)
         voiced = not out.echo and (self.gate.speaking or probability >= self.gate.vad.threshold)
         return Heard(pcm, probability, voiced, out.decisions, out.barge_in)
 
     def _echo_match(self) -> EchoMatch:
-        if not self._guards:
-            return EchoMatch(0.0, 0.0)
-        return EchoMatch(self._guards[0].similarity(), self._guards[1].similarity())
+        return EchoMatch(*self._guard.similarity()) if self._guard is not None else EchoMatch(0.0, 0.0)
