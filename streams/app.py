@@ -6,7 +6,9 @@ import argparse
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from runtime.kafka import ssl_context
 from runtime.log import setup_logging
 from runtime.metrics import Registry, serve_metrics, stop_serving
 from schemas.topics import SESSION_PARTITIONS
@@ -31,13 +33,49 @@ class MetricsEndpoint(faust.Service):
         self._runner = None
 
 
+class _IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's producer with acks=all and idempotence outside transactions too (Faust turns idempotence on only
+    for exactly-once processing), as every voicebus producer: a retry after a broker failover writes no
+    duplicate decision and keeps their order."""
+
+    def _settings_extra(self) -> Any:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
+class _Transport(faust_aiokafka.Transport):
+    Producer = _IdempotentProducer
+
+
+class _App(faust.App):
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+    def _new_producer_transport(self) -> Any:
+        return _Transport(self.conf.broker_producer, self)
+
+
+def broker_credentials(settings: TurnSettings) -> Any:
+    """Faust's form of the settings every voicebus Kafka client uses (runtime.kafka.client_options)."""
+    context = ssl_context(settings)
+    if settings.kafka_security_protocol.startswith("SASL"):
+        # A context makes it SASL_SSL; without one, SASL_PLAINTEXT.
+        return faust.SASLCredentials(username=settings.kafka_sasl_username,
+                                     password=settings.kafka_sasl_password.get_secret_value(),
+                                     mechanism=settings.kafka_sasl_mechanism, ssl_context=context)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def make_processor(settings: TurnSettings) -> TurnProcessor:
     """The Faust app with the turn agent and table on it (``.app``)."""
     datadir = settings.data_dir / "faust" / settings.app_id()
     datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
-    app = faust.App(
+    app = _App(
         settings.app_id(),
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        broker_credentials=broker_credentials(settings),
+        producer_acks=-1,
         store="memory://",  # the changelog topic is the durable copy; no RocksDB on the worker
         datadir=str(datadir),
         web_enabled=False,

@@ -89,28 +89,39 @@ SERVICES: dict[str, tuple[Callable[[list[str]], int], str]] = {
 
 
 def _kafka(argv: list[str]) -> int:
-    from runtime.broker import BrokerError, LocalKafka, fetch_jars
+    from runtime import broker as local
 
-    parser = argparse.ArgumentParser(prog="voicebus kafka", description="the local single-node KRaft broker")
+    parser = argparse.ArgumentParser(prog="voicebus kafka", description="the local KRaft broker, or cluster")
     parser.add_argument("action", choices=["fetch", "start", "stop", "status"])
+    parser.add_argument("--brokers", type=int, default=None,
+                        help="nodes of the local cluster (default VOICEBUS_KAFKA_BROKERS; stop and status find "
+                             "whatever runs at VOICEBUS_KAFKA_PORT)")
     args = parser.parse_args(argv)
-    broker = LocalKafka(KafkaBrokerSettings())
+    settings = KafkaBrokerSettings()
+    if args.brokers is not None:
+        settings = settings.model_copy(update={"kafka_brokers": args.brokers})
     try:
         if args.action == "fetch":
-            settings = KafkaBrokerSettings()
-            fetched = fetch_jars(settings.kafka_jar_cache)
+            fetched = local.fetch_jars(settings.kafka_jar_cache)
             print(f"kafka jars {'fetched into' if fetched else 'already cached in'} {settings.kafka_jar_cache}")
         elif args.action == "start":
-            started = broker.start()
-            print(f"kafka running at {started.bootstrap} (pid {started.pid}); start took {started.seconds:.1f} s"
+            started = local.LocalKafka(settings).start()
+            pids = ", ".join(map(str, started.pids))
+            print(f"kafka running at {started.bootstrap} (pid {pids}); start took {started.seconds:.1f} s"
                   f"{' including the jar download' if started.downloaded else ''}")
-        elif args.action == "stop":
-            print("kafka stopped" if broker.stop() else "kafka was not running")
+            if started.bootstrap != settings.kafka_bootstrap:
+                print(f"clients: export VOICEBUS_KAFKA_BOOTSTRAP={started.bootstrap}")
         else:
-            status = broker.status()
-            print(f"kafka {status}")
-            return 0 if status.startswith("running") else 3
-    except BrokerError as exc:
+            found = [local.LocalKafka(settings)] if args.brokers else local.running(settings)
+            if args.action == "stop":
+                stopped = [kafka.stop() for kafka in found]
+                print("kafka stopped" if any(stopped) else "kafka was not running")
+            else:
+                statuses = [kafka.status() for kafka in found] or ["stopped"]
+                for status in statuses:
+                    print(f"kafka {status}")
+                return 0 if any(s != "stopped" for s in statuses) else 3
+    except local.BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -149,7 +160,7 @@ def _schemas(argv: list[str]) -> int:
     return 0
 
 
-BUILTIN = {"kafka": (_kafka, "start / stop / status of the local broker"),
+BUILTIN = {"kafka": (_kafka, "start / stop / status of the local broker (or cluster: --brokers 3)"),
            "topics": (_topics, "create the registry's topics"),
            "schemas": (_schemas, "export JSON Schemas and an AsyncAPI document")}
 
