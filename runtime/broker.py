@@ -341,19 +341,21 @@ def _is_running(pid: int, marker: str) -> bool:
     """Whether ``pid`` is a live process with ``marker`` (its node's config path) on its command line. Neither a
     zombie (exited, not yet reaped by its parent: `voicebus up` when another process stopped the broker it
     started) nor a process that inherited the number of a pid file left behind is."""
-    _reap(pid)  # our own child that exited: collect it, so it leaves no zombie
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
         return False
     if not Path("/proc/self").exists():
-        return True  # no procfs (macOS): the pid is all there is to go on
+        return not _reap(pid)  # no procfs (macOS): the pid is all there is to go on
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, IndexError):
         return False
-    return state not in ("Z", "X") and marker.encode() in cmdline.split(b"\0")
+    if state in ("Z", "X"):
+        _reap(pid)  # our own child: collect it, so it leaves no zombie (another's parent must)
+        return False
+    return marker.encode() in cmdline.split(b"\0")
 
 
 def _reap(pid: int) -> bool:
