@@ -25,7 +25,8 @@ log = logging.getLogger("voicebus.up")
 
 
 class UpSettings(KafkaBrokerSettings):
-    up_start_kafka: bool = Field(True, description="`voicebus up` starts the local broker (false: use VOICEBUS_KAFKA_BOOTSTRAP).")
+    up_start_kafka: bool = Field(True, description="`voicebus up` starts the local broker, or VOICEBUS_KAFKA_BROKERS of them "
+                                 "(false: use VOICEBUS_KAFKA_BOOTSTRAP).")
     up_services: str = Field("ingest,streams,asr,responder,telemetry",
                              description="Services `voicebus up` runs, comma separated.")
     up_stop_timeout_s: float = Field(15.0, description="How long a child may take to stop before it is killed.")
@@ -104,8 +105,8 @@ def main(argv: list[str]) -> int:
     broker = LocalKafka(settings) if settings.up_start_kafka else None
     if broker is not None:
         started = broker.start()
-        log.info("kafka ready at %s in %.1f s%s", started.bootstrap, started.seconds,
-                 " (already running: left running at exit)" if started.reused else "")
+        log.info("kafka (%d broker%s) ready at %s in %.1f s%s", len(broker.nodes), "s" if len(broker.nodes) > 1 else "",
+                 started.bootstrap, started.seconds, " (already running: left running at exit)" if started.reused else "")
         if started.reused:
             broker = None
         settings = settings.model_copy(update={"kafka_bootstrap": started.bootstrap})
