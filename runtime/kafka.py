@@ -64,7 +64,12 @@ def make_producer(settings: CommonSettings, **overrides: Any) -> AIOKafkaProduce
     """A producer for which acknowledged means durable: acks=all (every in-sync replica has the record; with
     replication factor 3 and min.insync.replicas=2 it survives the loss of any one broker) and idempotent (a
     retry after a lost acknowledgement, a leader change for one, writes no duplicate and keeps the order). No
-    linger: every send goes out at once. On one broker acks=all costs nothing more than acks=1."""
+    linger: every send goes out at once. On one broker acks=all costs nothing more than acks=1.
+
+    aiokafka (0.14) never expires an idempotent producer's batch: it retries until a broker takes it (expiring it
+    would break the sequence numbers that rule out duplicates). So a send made while every broker is away neither
+    succeeds nor fails until one is back. A caller that must notice an outage from failing sends, to decide itself
+    what an outage keeps, passes ``enable_idempotence=False`` (still acks=all)."""
     options: dict[str, Any] = dict(
         client_options(settings),
         linger_ms=0,

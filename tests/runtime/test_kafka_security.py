@@ -138,3 +138,23 @@ async def test_the_turn_processor_runs_over_sasl_ssl(secure, tmp_path: Path):
         async with Outputs(settings) as out:
             await out.until(lambda o: o.committed(S1) == [(f"{S1}-1", "hello there")], worker, timeout_s=120)
     assert "Authentication" not in worker.log()
+
+
+async def test_the_telemetry_sink_runs_over_sasl_ssl(secure, tmp_path: Path):
+    """An aiokafka service: the sink consumes voice.telemetry/turns/sessions as its group and writes chDB."""
+    from streams.telemetry.settings import TelemetrySettings
+    from tests.streams.telemetry.test_sink import check_turns, produce, running
+
+    settings = _with(secure, topic_prefix="sec-telemetry.")
+    await create_topics(settings)
+    topics = SimpleNamespace(settings=settings, prefix=settings.topic_prefix, name=settings.topic)
+    rows = await produce(topics)
+    dsn = f"chdb://{tmp_path / 'clickhouse'}"
+    sink_settings = TelemetrySettings(**{**settings.model_dump(include=set(type(settings).model_fields)
+                                                               & set(TelemetrySettings.model_fields)),
+                                         "clickhouse_dsn": dsn, "telemetry_group_id": "secure-telemetry",
+                                         "telemetry_batch_seconds": 0.2, "telemetry_query_port": 0})
+    assert sink_settings.kafka_security_protocol == "SASL_SSL"
+    async with running(sink_settings) as sink:
+        await sink.wait_for(lambda s: s.rows_written >= rows, 60)
+    check_turns(dsn)
