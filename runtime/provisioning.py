@@ -48,6 +48,16 @@ async def _shapes(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, tup
             if t["error_code"] == 0 and t["partitions"]}
 
 
+async def _cluster_size(admin: AIOKafkaAdminClient) -> int:
+    """The brokers the cluster has: those alive, or as many as the replicas of its consumer offsets topic (the
+    brokers made it with one per broker, up to three) when one is down. Counting only the live ones would give a
+    three-broker cluster with one node down single-copy topics; asked for three copies, KRaft places one on the
+    node that is down, which catches up when it is back."""
+    live = len((await admin.describe_cluster())["brokers"])
+    offsets = await _shapes(admin, ["__consumer_offsets"])
+    return max(live, offsets.get("__consumer_offsets", (0, 0))[1])
+
+
 async def _retentions(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, str | None]:
     responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
     out: dict[str, str | None] = {}
@@ -67,7 +77,7 @@ async def create_topics(settings: CommonSettings, node_ids: tuple[str, ...] = ()
     try:
         created: set[str] = set()
         retention = settings.replay_retention_ms()
-        replication = replication_for(len((await admin.describe_cluster())["brokers"]))
+        replication = replication_for(await _cluster_size(admin))
 
         def config(spec: TopicSpec) -> dict[str, str]:
             return {**spec.config(retention), "min.insync.replicas": str(replication.min_insync)}

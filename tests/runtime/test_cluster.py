@@ -115,6 +115,10 @@ async def test_killing_the_leader_of_voice_turns_loses_nothing_acknowledged(clus
         await _produce(producer, topic, [f"after {i}".encode() for i in range(100)], acked)
     finally:
         await producer.stop()
+    # With a node down the cluster is still one of three: new topics get three copies too (the node that is down
+    # holds one once it is back), not one.
+    down = await create_topics(_settings(cluster, "down."))
+    assert all(r.status == "created" and "3 replicas" in r.detail for r in down), down
     assert len(acked) == 700
 
     # Every acknowledged record is on the surviving replicas, in the order it was acknowledged.
