@@ -23,7 +23,9 @@ class IceServer(BaseModel):
 
 class IngestSettings(CommonSettings):
     node_id: str = Field("edge-1", pattern=r"^[A-Za-z0-9_-]{1,64}$",
-                         description="This edge node's id; it consumes voice.replies.<node_id>.")
+                         description="This edge's id. Its edge workers are the nodes <node_id>-w1, -w2, ..., each "
+                         "consuming voice.replies.<its id>; with `voicebus ingest --single` the one node is "
+                         "<node_id> itself.")
     ingest_host: str = Field("127.0.0.1", description="Address the edge's signaling HTTP server listens on.")
     ingest_port: int = Field(8080, description="Port of the edge's signaling HTTP server.")
     max_sessions: int = Field(50, ge=1, description="Sessions this node (each edge worker) holds at most; more "
