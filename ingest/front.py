@@ -17,14 +17,13 @@ import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from ingest.dispatch import Refusal, choose
 from ingest.settings import IngestSettings
-from ingest.web import body_too_large, config, error, page
+from ingest.web import bearer_auth, body_too_large, config, error, page
 from ingest.workers import Worker, WorkerPool
 from runtime.kafka import make_producer
 from runtime.metrics import Counter, Registry
@@ -101,7 +100,8 @@ class Front:
     # -- HTTP: the one place routes and middlewares are put together --
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth], client_max_size=self.settings.max_body_bytes)
+        middlewares = [bearer_auth(self.settings.auth_token)]  # access control: one middleware a line
+        app = web.Application(middlewares=middlewares, client_max_size=self.settings.max_body_bytes)
         app.router.add_get("/", page)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/metrics", self._metrics)
@@ -110,13 +110,6 @@ class Front:
         app.router.add_delete("/v1/sessions/{session_id}", self._delete)
         app.router.add_get("/v1/sessions/{session_id}/ended", self._ended)
         return app
-
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        token = self.settings.auth_token
-        if token and request.path.startswith("/v1/") and request.headers.get("Authorization") != f"Bearer {token}":
-            return error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-        return await handler(request)
 
     async def _config(self, request: web.Request) -> web.Response:
         return config(self.settings)

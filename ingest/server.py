@@ -18,7 +18,7 @@ from ingest.peer import BadOffer, EdgeSession
 from ingest.publisher import Publisher
 from ingest.replies import ReplyConsumer
 from ingest.settings import IngestSettings
-from ingest.web import body_too_large, config, error, page
+from ingest.web import bearer_auth, body_too_large, config, error, page
 from runtime.kafka import make_producer
 from runtime.tasks import Supervisor
 from schemas.base import new_session_id
@@ -85,7 +85,8 @@ class EdgeNode:
     # -- HTTP --
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth], client_max_size=self.settings.max_body_bytes)
+        middlewares = [bearer_auth(self.settings.auth_token)]  # access control: one middleware a line
+        app = web.Application(middlewares=middlewares, client_max_size=self.settings.max_body_bytes)
         app.router.add_get("/", self._page)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/metrics", self._metrics)
@@ -94,13 +95,6 @@ class EdgeNode:
         app.router.add_delete("/v1/sessions/{session_id}", self._delete)
         app.router.add_get("/v1/sessions/{session_id}/ended", self._ended)
         return app
-
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        token = self.settings.auth_token
-        if token and request.path.startswith("/v1/") and request.headers.get("Authorization") != f"Bearer {token}":
-            return error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-        return await handler(request)
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
         return await page(request)

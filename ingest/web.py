@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -29,3 +30,15 @@ def body_too_large(request: web.Request, limit: int) -> web.Response | None:
     if (request.content_length or 0) > limit:
         return error(413, f"body over {limit} bytes")
     return None
+
+
+def bearer_auth(token: str) -> Any:
+    """A middleware: with a token set, every /v1/ request must carry 'Authorization: Bearer <token>' (401)."""
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
+        if token and request.path.startswith("/v1/") and request.headers.get("Authorization") != f"Bearer {token}":
+            return error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return auth

@@ -121,6 +121,37 @@ async def test_a_killed_worker_ends_its_sessions_and_is_restarted(front: tuple[F
             await client.close()
 
 
+async def test_the_front_refuses_when_every_worker_is_full_and_workers_only_take_the_front(
+        topics: root.TestTopics) -> None:
+    settings = edge_settings(topics, node_id=FRONT, ingest_workers=2, max_sessions=1, auth_token="s3cret")
+    url = f"http://127.0.0.1:{settings.ingest_port}"
+    clients = [EdgeClient(url, token="s3cret") for _ in range(2)]
+    async with running_front(settings) as node, aiohttp.ClientSession() as http:
+        try:
+            async with http.post(f"{url}/v1/sessions", json={"sdp": "v=0", "type": "offer"}) as resp:
+                assert resp.status == 401
+            for client in clients:
+                await client.connect()
+            assert {c.node_id for c in clients} == {W1, W2}
+            async with http.post(f"{url}/v1/sessions", json={"sdp": "v=0", "type": "offer"},
+                                 headers={"Authorization": "Bearer s3cret"}) as resp:
+                assert resp.status == 503 and resp.headers["Retry-After"] == "2"
+                assert "full" in (await resp.json())["error"]
+            for worker in node.pool.workers:  # a worker's port answers the front alone, not the client's token
+                async with http.post(f"{worker.url}/v1/sessions", json={"sdp": "v=0", "type": "offer"},
+                                     headers={"Authorization": "Bearer s3cret"}) as resp:
+                    assert resp.status == 401
+            await clients[0].close()
+            await node.pool.wait_for(lambda: sum(len(w.sessions) for w in node.pool.workers) == 1, timeout_s=10)
+            again = EdgeClient(url, token="s3cret")
+            clients.append(again)
+            await again.connect()
+            assert again.node_id == clients[0].node_id
+        finally:
+            for client in clients:
+                await client.close()
+
+
 def test_worker_metrics_merge_into_one_exposition() -> None:
     worker = ("# HELP up_total Things.\n# TYPE up_total counter\nup_total 3\n"
               "# HELP lat_ms Latency.\n# TYPE lat_ms histogram\nlat_ms_bucket{le=\"1\"} 2\nlat_ms_sum 1.5\n"
