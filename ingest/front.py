@@ -149,7 +149,7 @@ class Front:
         finally:
             worker.pending -= 1
         if session_id is not None:
-            if worker.proc is not proc:  # the worker died (and is restarting) since it answered
+            if worker.proc is not proc or proc is None or proc.returncode is not None:  # it died since it answered
                 self._lose(worker.node_id, {session_id: 0})
             elif not worker.held(session_id):
                 log.info("session ended before its answer reached the front", extra={"session_id": session_id})

@@ -146,7 +146,7 @@ class EdgeNode:
             return error(503, "this node is draining", **{"Retry-After": "5"})
         if len(self.sessions) + self._pending >= self.settings.max_sessions:
             return error(503, f"this node holds its limit of {self.settings.max_sessions} sessions",
-                          **{"Retry-After": "2"})
+                         **{"Retry-After": "2"})
         too_large = body_too_large(request, self.settings.max_body_bytes)
         if too_large is not None:
             return too_large
