@@ -17,6 +17,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -233,21 +234,29 @@ class Front:
         task.add_done_callback(self._sends.discard)
 
     async def _publish_lost(self, node_id: str, sessions: dict[str, int]) -> None:
-        """SessionEnded for each session of a worker that died, so the turn processor and the workers after it
-        close them (the worker could not)."""
+        """SessionEnded for each session of a worker that died, so the turn processor, the ASR and the telemetry
+        close them (the worker could not). Sent together: the broker acknowledges them in one round trip."""
         spec = topic_of(SessionEnded)
         topic = self.settings.topic(spec.name)
+        sent: list[tuple[str, asyncio.Future[Any]]] = []
         for session_id, seq in sessions.items():
             event = SessionEnded(session_id=session_id, seq=seq + SEQ_MARGIN, media_ns=0, wall_ns=now_ns(),
                                  node_id=node_id, reason="edge_lost")
             try:
-                await self.producer.send_and_wait(topic, spec.codec.encode(event), key=session_id.encode(),
+                future = await self.producer.send(topic, spec.codec.encode(event), key=session_id.encode(),
                                                   headers=[(TYPE_HEADER, event.type.encode())])
-            except Exception:  # noqa: BLE001 -- reported; the turn processor's idle handling is the fallback
-                log.exception("publishing the end of a lost session failed", extra={"session_id": session_id})
-                continue
-            log.info("session ended (edge_lost): its worker %s died", node_id,
-                     extra={"session_id": session_id, "node_id": node_id})
+            except Exception as exc:  # noqa: BLE001 -- reported below with the others
+                future = asyncio.get_running_loop().create_future()
+                future.set_exception(exc)
+            sent.append((session_id, future))
+        results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+        for (session_id, _), result in zip(sent, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("the end of a session lost with worker %s could not be published: %r", node_id, result,
+                          extra={"session_id": session_id, "node_id": node_id})
+            else:
+                log.info("session ended (edge_lost): its worker %s died", node_id,
+                         extra={"session_id": session_id, "node_id": node_id})
 
 
 def merge_metrics(texts: dict[str, str]) -> str:
