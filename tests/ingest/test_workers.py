@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -19,6 +21,7 @@ import tests.conftest as root
 from ingest.client import EdgeClient
 from ingest.front import Front, merge_metrics, running_front
 from schemas.edge import SessionEnded, SessionStarted
+from tests.browser import CHROMIUM, MISSING, DevTools, chromium_command, page_value
 from tests.ingest.conftest import SPEECH, TopicReader, edge_settings, load_speech, send_replies
 from tests.ingest.test_e2e import reply_events
 
@@ -26,6 +29,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 FRONT = "edge-wk"
 W1, W2 = f"{FRONT}-w1", f"{FRONT}-w2"
+ERROR = "document.body.dataset.state === 'error' && document.getElementById('error').textContent"
 
 
 @pytest.fixture
@@ -150,6 +154,27 @@ async def test_the_front_refuses_when_every_worker_is_full_and_workers_only_take
         finally:
             for client in clients:
                 await client.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=MISSING)
+async def test_the_page_says_its_call_ended_when_the_worker_dies(topics: root.TestTopics, tmp_path: Path) -> None:
+    settings = edge_settings(topics, node_id=FRONT, ingest_workers=1)
+    url = f"http://127.0.0.1:{settings.ingest_port}"
+    async with running_front(settings) as node:
+        worker = node.pool.workers[0]
+        args = chromium_command(f"{url}/?autostart=1&raw=1", tmp_path / "profile", SPEECH / "misc" / "jfk.wav")
+        browser = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            devtools = DevTools(tmp_path / "profile")
+            async with aiohttp.ClientSession() as http:
+                await page_value(devtools, http, "document.body.dataset.state === 'listening'", 30)
+                assert len(worker.sessions) == 1 and worker.proc is not None
+                os.kill(worker.proc.pid, signal.SIGKILL)
+                shown = str(await page_value(devtools, http, ERROR, 15))
+        finally:
+            browser.terminate()
+            browser.wait(timeout=10)
+    assert "the edge node holding it stopped" in shown
 
 
 def test_worker_metrics_merge_into_one_exposition() -> None:
