@@ -184,13 +184,14 @@ class Front:
 
     async def _health(self, request: web.Request) -> web.Response:
         workers = self.pool.workers
-        ready = sum(w.ready for w in workers)
+        loads = {w.node_id: w.load() for w in workers}  # ready: started, its Kafka tasks up, reporting
+        ready = sum(load.ready for load in loads.values())
         ok = self.accepting and ready > 0
         status = "draining" if not self.accepting else "down" if not ready else \
             "ok" if ready == len(workers) else "degraded"
         return web.json_response({
             "status": status, "node_id": self.settings.node_id, "sessions": sum(len(w.sessions) for w in workers),
-            "workers": [{"node_id": w.node_id, "pid": w.proc.pid if w.proc else None, "ready": w.ready,
+            "workers": [{"node_id": w.node_id, "pid": w.proc.pid if w.proc else None, "ready": loads[w.node_id].ready,
                          "sessions": len(w.sessions), "cpu": w.cpu, "restarts": w.restarts,
                          "ready_after_s": w.ready_after_s} for w in workers],
         }, status=200 if ok else 503)

@@ -25,6 +25,7 @@ from ingest.settings import IngestSettings
 log = logging.getLogger(__name__)
 
 EARLY_ENDS_KEPT = 256  # sessions a worker reported ended before the front saw their answer go by
+STALE_S = 5.0  # a worker silent this long (it reports every half second) is stuck: it gets no new session
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Worker:
     pending: int = 0  # offers forwarded to it, not answered yet
     sessions: dict[str, int] = field(default_factory=dict)  # session id -> its next seq, as last reported
     restarts: int = 0
+    reported_at: float = 0.0  # monotonic time of its last report
     started_at: float = 0.0  # monotonic time of the last start
     ready_after_s: float | None = None  # start to ready of the last start
     _early_ends: deque[str] = field(default_factory=lambda: deque(maxlen=EARLY_ENDS_KEPT))
@@ -46,7 +48,8 @@ class Worker:
         return f"http://127.0.0.1:{self.port}"
 
     def load(self) -> WorkerLoad:
-        return WorkerLoad(self.node_id, self.ready, len(self.sessions) + self.pending, self.cpu)
+        fresh = time.monotonic() - self.reported_at < STALE_S
+        return WorkerLoad(self.node_id, self.ready and fresh, len(self.sessions) + self.pending, self.cpu)
 
     def held(self, session_id: str) -> bool:
         """The front saw the worker answer this session: it is the worker's until it reports its end. False
@@ -161,6 +164,7 @@ class WorkerPool:
         return await worker.proc.wait()
 
     def _report(self, worker: Worker, report: dict[str, Any]) -> None:
+        worker.reported_at = time.monotonic()
         kind = report["type"]
         if kind == "load":
             worker.cpu = float(report["cpu"])
