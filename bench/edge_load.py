@@ -140,7 +140,7 @@ async def main_async(args: argparse.Namespace) -> None:
     pin = ["taskset", "-c", "0"] if (os.cpu_count() or 1) >= 2 and not args.no_pin else []
     if pin:
         os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)))
-    edge = subprocess.Popen([*pin, sys.executable, "-m", "voicebus.cli", "ingest"], env=env)
+    edge = subprocess.Popen([*pin, sys.executable, "-m", "voicebus.cli", "ingest", "--single"], env=env)
     try:
         for _ in range(300):  # the edge is up when /healthz answers (bounded: 30 s)
             try:

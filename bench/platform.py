@@ -103,7 +103,7 @@ async def playout_lateness(url: str) -> dict[str, float]:
     for line in text.splitlines():
         if line.startswith("voicebus_ingest_playout_lateness_ms_bucket"):
             le = line.split('le="')[1].split('"')[0]
-            out[le] = float(line.rsplit(" ", 1)[1])
+            out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])  # summed over the edge workers
     return out
 
 

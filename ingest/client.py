@@ -192,6 +192,9 @@ class EdgeClient:
     heard, replies started, paused by a barge-in, resumed and ended, with the turn and speech span they answer;
     ``ingest.peer.EdgeSession._tell_page`` lists them), with arrival times; ``told_of`` picks a turn's messages.
     Audio heard and messages both wake ``hearing.wait_for``.
+
+    Like the page, it waits on ``GET /v1/sessions/{id}/ended``: when the edge ends the session (its edge
+    worker died, for one) ``end_reason`` is set, the connection is closed and ``ended`` is set.
     """
 
     def __init__(self, base_url: str, token: str = "", decode: bool = True) -> None:
@@ -200,6 +203,9 @@ class EdgeClient:
         self.mic = MicTrack()
         self.hearing = Hearing()
         self.session_id = ""
+        self.node_id = ""  # the edge node (worker) holding the session
+        self.end_reason = ""
+        self.ended = asyncio.Event()
         self.told: list[Told] = []
         self._channel: Any = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -236,12 +242,27 @@ class EdgeClient:
                 body = await resp.json()
                 if resp.status != 200:
                     raise RuntimeError(f"edge refused the session: {resp.status} {body}")
-        self.session_id = body["session_id"]
+        self.session_id, self.node_id = body["session_id"], body.get("node_id", "")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type="answer"))
         async with asyncio.timeout(15):
             await connected.wait()
             await channel_open.wait()
+        self._tasks.append(asyncio.ensure_future(self._watch_end()))
         return self.session_id
+
+    async def _watch_end(self) -> None:
+        url = f"{self.base_url}/v1/sessions/{self.session_id}/ended"
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        try:
+            async with aiohttp.ClientSession(headers=self.headers, timeout=timeout) as http, http.get(url) as resp:
+                if resp.status != 200:
+                    return
+                self.end_reason = (await resp.json()).get("reason", "")
+        except aiohttp.ClientError:
+            return
+        await self.pc.close()
+        self.ended.set()
+        self.hearing.changed.set()
 
     def told_of(self, turn_id: str, *types: str) -> list[Told]:
         """What the edge said about one turn's reply (of these message types, if given), in order."""

@@ -77,6 +77,7 @@ class EdgeSession:
         self._node = settings.node_id
         self.frames_dropped = 0
         self.closed = asyncio.Event()
+        self.end_reason = ""  # SessionEnded's reason, once closing
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._channel: Any = None
@@ -96,6 +97,11 @@ class EdgeSession:
                    for s in settings.ice_servers]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
         self._audio_tracks = 0
+
+    @property
+    def seq(self) -> int:
+        """The seq the session's next event gets (its worker reports it to the signaling front)."""
+        return self._stamper.seq
 
     # -- signaling --
 
@@ -342,6 +348,7 @@ class EdgeSession:
             await self.closed.wait()
             return
         self._closing = True
+        self.end_reason = reason
         self.inbound.close()
         turn = self.playout.playing_turn or self.playout.paused_turn
         if turn is not None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -20,23 +18,24 @@ from ingest.peer import BadOffer, EdgeSession
 from ingest.publisher import Publisher
 from ingest.replies import ReplyConsumer
 from ingest.settings import IngestSettings
+from ingest.web import bearer_auth, body_too_large, config, error, page
 from runtime.kafka import make_producer
-from runtime.service import run_until_signal
 from runtime.tasks import Supervisor
 from schemas.base import new_session_id
 
 log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).parent / "static"
-
-
-def _error(status: int, message: str, **headers: str) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
-
 
 class EdgeNode:
+    """One edge node: its sessions, its publisher and reply consumer, its signaling app. Alone it is the whole
+    edge (``voicebus ingest --single``); as an edge worker (ingest.worker) it sits behind the signaling front,
+    which sets ``behind_front`` (the client's address then comes in X-Forwarded-For) and ``on_session_ended``."""
+
     def __init__(self, settings: IngestSettings) -> None:
         self.settings = settings
+        self.behind_front = False
+        self.on_session_ended: Callable[[EdgeSession], None] | None = None
+        self.port = 0  # the port its HTTP server got (running_edge sets it)
         self.metrics = Metrics()
         self.tasks = Supervisor(self.metrics, "voicebus_ingest")  # the reply consumer and the publisher
         self.vad = SileroVad()
@@ -86,24 +85,19 @@ class EdgeNode:
     # -- HTTP --
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth], client_max_size=self.settings.max_body_bytes)
+        middlewares = [bearer_auth(self.settings.auth_token)]  # access control: one middleware a line
+        app = web.Application(middlewares=middlewares, client_max_size=self.settings.max_body_bytes)
         app.router.add_get("/", self._page)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/v1/config", self._config)
         app.router.add_post("/v1/sessions", self._create)
         app.router.add_delete("/v1/sessions/{session_id}", self._delete)
+        app.router.add_get("/v1/sessions/{session_id}/ended", self._ended)
         return app
 
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        token = self.settings.auth_token
-        if token and request.path.startswith("/v1/") and request.headers.get("Authorization") != f"Bearer {token}":
-            return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-        return await handler(request)
-
     async def _page(self, request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC / "index.html")
+        return await page(request)
 
     async def _health(self, request: web.Request) -> web.Response:
         down = self.tasks.down  # a dead reply consumer or publisher: no reply plays, nothing is published
@@ -116,15 +110,18 @@ class EdgeNode:
         return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8")
 
     async def _config(self, request: web.Request) -> web.Response:
-        return web.json_response({"iceServers": [s.model_dump(exclude_none=True) for s in self.settings.ice_servers]})
+        return config(self.settings)
 
     async def _create(self, request: web.Request) -> web.Response:
         offer = await self._check_offer(request)
         if isinstance(offer, web.Response):  # refused: the error to answer with
             self.metrics.sessions_rejected.inc()
             return offer
+        remote = request.remote or ""
+        if self.behind_front:  # the front checked who may call; the caller's address is its
+            remote = request.headers.get("X-Forwarded-For", remote)
         session = EdgeSession(new_session_id(), self.settings, self.vad, self.publisher, self.metrics,
-                              self._forget, remote=request.remote or "",
+                              self._forget, remote=remote,
                               user_agent=request.headers.get("User-Agent", ""))
         self._pending += 1
         try:
@@ -132,48 +129,61 @@ class EdgeNode:
         except BadOffer as exc:
             await session.abandon()
             self.metrics.sessions_rejected.inc()
-            return _error(400, str(exc))
+            return error(400, str(exc))
         except Exception:
             await session.abandon()
             log.exception("answering an offer failed")
-            return _error(500, "the edge could not answer this offer")
+            return error(500, "the edge could not answer this offer")
         finally:
             self._pending -= 1
         self.sessions[session.id] = session
-        return web.json_response({"session_id": session.id, "sdp": answer, "type": "answer"})
+        return web.json_response({"session_id": session.id, "sdp": answer, "type": "answer",
+                                  "node_id": self.settings.node_id})
 
     async def _check_offer(self, request: web.Request) -> str | web.Response:
         """The offer's SDP, or the error response that refuses it."""
         if not self.accepting:
-            return _error(503, "this node is draining", **{"Retry-After": "5"})
+            return error(503, "this node is draining", **{"Retry-After": "5"})
         if len(self.sessions) + self._pending >= self.settings.max_sessions:
-            return _error(503, f"this node holds its limit of {self.settings.max_sessions} sessions",
-                          **{"Retry-After": "2"})
-        if (request.content_length or 0) > self.settings.max_body_bytes:
-            return _error(413, f"body over {self.settings.max_body_bytes} bytes")
+            return error(503, f"this node holds its limit of {self.settings.max_sessions} sessions",
+                         **{"Retry-After": "2"})
+        too_large = body_too_large(request, self.settings.max_body_bytes)
+        if too_large is not None:
+            return too_large
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"body over {self.settings.max_body_bytes} bytes")
+            return error(413, f"body over {self.settings.max_body_bytes} bytes")
         try:
             offer = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return _error(400, f"body is not JSON: {exc}")
+            return error(400, f"body is not JSON: {exc}")
         if not isinstance(offer, dict) or not isinstance(offer.get("sdp"), str) or offer.get("type") != "offer":
-            return _error(400, 'expected {"sdp": "<offer SDP>", "type": "offer"}')
+            return error(400, 'expected {"sdp": "<offer SDP>", "type": "offer"}')
         if not offer["sdp"].startswith("v=0"):
-            return _error(400, "malformed SDP: it must start with v=0")
+            return error(400, "malformed SDP: it must start with v=0")
         return str(offer["sdp"])
 
     async def _delete(self, request: web.Request) -> web.Response:
         session = self.sessions.get(request.match_info["session_id"])
         if session is None:
-            return _error(404, "no such session on this node")
+            return error(404, "no such session on this node")
         await session.close("deleted")
         return web.json_response({"session_id": session.id, "status": "ended"})
 
+    async def _ended(self, request: web.Request) -> web.Response:
+        """Answers once the session has ended, with the reason: a client waits on it to learn of an end it
+        cannot see on the connection (the front answers it too, for a worker that died)."""
+        session = self.sessions.get(request.match_info["session_id"])
+        if session is None:
+            return error(404, "no such session on this node")
+        await session.closed.wait()
+        return web.json_response({"session_id": session.id, "reason": session.end_reason})
+
     def _forget(self, session: EdgeSession) -> None:
         self.sessions.pop(session.id, None)
+        if self.on_session_ended is not None:
+            self.on_session_ended(session)
 
 
 @asynccontextmanager
@@ -186,6 +196,7 @@ async def running_edge(settings: IngestSettings) -> AsyncIterator[EdgeNode]:
     site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port)
     try:
         await site.start()
+        node.port = runner.addresses[0][1]
         yield node
     finally:
         await node.stop()
@@ -198,20 +209,3 @@ async def serve(settings: IngestSettings, stop: asyncio.Event) -> None:
                  extra={"node_id": settings.node_id})
         await stop.wait()
         log.info("draining", extra={"node_id": settings.node_id})
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="voicebus ingest", description="run a WebRTC edge node "
-                                     "(every option also reads VOICEBUS_<NAME>; flags win)")
-    parser.add_argument("--node-id")
-    parser.add_argument("--host", dest="ingest_host")
-    parser.add_argument("--port", dest="ingest_port", type=int)
-    parser.add_argument("--max-sessions", type=int)
-    args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if v is not None}
-    settings = IngestSettings(**overrides)
-    try:
-        return run_until_signal(settings, lambda stop: serve(settings, stop))
-    except OSError as exc:
-        log.error("cannot start the edge: %s", exc)
-        return 1

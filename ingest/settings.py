@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -22,10 +23,19 @@ class IceServer(BaseModel):
 
 class IngestSettings(CommonSettings):
     node_id: str = Field("edge-1", pattern=r"^[A-Za-z0-9_-]{1,64}$",
-                         description="This edge node's id; it consumes voice.replies.<node_id>.")
+                         description="This edge's id. Its edge workers are the nodes <node_id>-w1, -w2, ..., each "
+                         "consuming voice.replies.<its id>; with `voicebus ingest --single` the one node is "
+                         "<node_id> itself.")
     ingest_host: str = Field("127.0.0.1", description="Address the edge's signaling HTTP server listens on.")
     ingest_port: int = Field(8080, description="Port of the edge's signaling HTTP server.")
-    max_sessions: int = Field(50, ge=1, description="Sessions this node holds at most; more get 503.")
+    max_sessions: int = Field(50, ge=1, description="Sessions this node (each edge worker) holds at most; more "
+                              "get 503.")
+    ingest_workers: int = Field(0, ge=0, description="Edge worker processes behind the signaling front, each its "
+                                "own node <node_id>-w<i> with its own reply topic (0: one per core). `voicebus "
+                                "ingest --single` runs one node in the front's process instead.")
+    worker_cpu_limit: float = Field(0.9, gt=0, description="An edge worker using this much of a core (over its last "
+                                    "half-second report) takes no new session; when every worker is full or at "
+                                    "its session limit, offers get 503 with Retry-After.")
     max_body_bytes: int = Field(64 * 1024, description="Largest signaling request body; larger gets 413.")
     auth_token: str = Field("", description="If set, signaling requests must carry 'Authorization: Bearer <it>'.")
     ice_servers: Annotated[list[IceServer], NoDecode] = Field(
@@ -70,6 +80,11 @@ class IngestSettings(CommonSettings):
                 return json.loads(value)
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    def worker_node_ids(self) -> tuple[str, ...]:
+        """The node ids of the edge workers behind this front."""
+        count = self.ingest_workers or os.cpu_count() or 1
+        return tuple(f"{self.node_id}-w{i}" for i in range(1, count + 1))
 
     @property
     def replies_topic(self) -> str:

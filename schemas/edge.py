@@ -64,11 +64,25 @@ class SessionStarted(Event):
 
 
 class SessionEnded(Event):
+    """The session is over. The edge node that held it publishes it, except ``edge_lost``: the node (an edge
+    worker process) died, and the signaling front that dispatched the session to it publishes it instead. The
+    front does not know the session's media clock then: ``media_ns`` is 0 and ``seq`` lies past anything the
+    worker stamped (its last reported seq plus a margin), so it applies at once, after everything the worker
+    published; ``frames_in`` and ``frames_dropped`` are 0 (unknown)."""
+
+    VERSION = 2
     type: Literal["session_ended"] = "session_ended"
+    schema_version: int = 2
     node_id: NodeId
-    reason: Literal["client_closed", "deleted", "ice_failed", "dtls_failed", "shutdown", "error"]
+    reason: Literal["client_closed", "deleted", "ice_failed", "dtls_failed", "shutdown", "error", "edge_lost"]
     frames_in: Count = 0
     frames_dropped: Count = 0
+
+
+@upcaster("session_ended", 1)
+def _session_ended_v1(p: Payload) -> Payload:
+    # v2 added the reason edge_lost; every v1 reason is still valid.
+    return p
 
 
 class PlayoutStarted(TurnEvent):

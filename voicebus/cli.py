@@ -15,7 +15,7 @@ from runtime.settings import CommonSettings, KafkaBrokerSettings
 
 
 def _ingest(argv: list[str]) -> int:
-    from ingest.server import main
+    from ingest.front import main
 
     return main(argv)
 
@@ -75,7 +75,7 @@ def _bench(argv: list[str]) -> int:
 
 
 SERVICES: dict[str, tuple[Callable[[list[str]], int], str]] = {
-    "ingest": (_ingest, "run a WebRTC edge node"),
+    "ingest": (_ingest, "run the WebRTC edge (a signaling front, an edge worker per core)"),
     "streams": (_streams, "run the turn processor (Faust)"),
     "asr": (_asr, "run an ASR worker"),
     "responder": (_responder, "run a responder worker (LLM -> TTS)"),

@@ -114,8 +114,8 @@ def main(argv: list[str]) -> int:
 
     from ingest.settings import IngestSettings  # the composition root may know the edge's settings
 
-    edge = IngestSettings()
-    for result in asyncio.run(create_topics(settings, (edge.node_id,))):
+    edge = IngestSettings()  # the edge runs its front and a worker per core (VOICEBUS_INGEST_WORKERS)
+    for result in asyncio.run(create_topics(settings, edge.worker_node_ids())):
         if result.status == "mismatch":
             log.error("topic %s: %s", result.name, result.detail)
     print(f"voicebus is up: open http://{edge.ingest_host}:{edge.ingest_port}/ (Ctrl-C stops everything)", flush=True)

@@ -57,6 +57,9 @@ async def platform(kafka: RunningKafka, topics: TestTopics, tmp_path: Path, monk
         "VOICEBUS_TOPIC_PREFIX": topics.prefix,
         "VOICEBUS_DATA_DIR": str(tmp_path),
         "VOICEBUS_NODE_ID": NODE,
+        # One edge worker behind the front: these tests are about the conversation, and on a 2-core host a second
+        # worker's start (models, aiortc) delays the other services' (tests/ingest/test_workers.py has two).
+        "VOICEBUS_INGEST_WORKERS": "1",
         "VOICEBUS_INGEST_PORT": str(port),
         "VOICEBUS_ICE_HOST_ADDRESSES": "127.0.0.1",
         "VOICEBUS_TELEMETRY_QUERY_PORT": str(free_port()),

@@ -16,7 +16,7 @@ import pytest
 from ingest.client import Clip, EdgeClient, load_speech
 from schemas.topics import TURNS, replies_topic
 from tests.conftest import SPEECH, TestTopics
-from tests.e2e.conftest import NODE, Platform
+from tests.e2e.conftest import Platform
 from tests.inference.kafka_helpers import watching
 from tests.inference.openai_server import OpenAiProtocolServer, serving
 
@@ -129,7 +129,7 @@ async def test_a_cough_over_a_reply_pauses_it_and_it_resumes_where_it_stopped(
     await client.connect()
     hearing, mic = client.hearing, client.mic
     utterance = Clip.of(load_speech(SPEECH / "misc" / "goforward.wav"))
-    async with watching(topics, replies_topic(NODE)) as replies, watching(topics, TURNS.name) as turns:
+    async with watching(topics, replies_topic(client.node_id)) as replies, watching(topics, TURNS.name) as turns:
         try:
             await mic.say(utterance)
             await hearing.wait_for(lambda: hearing.first_loud() is not None, timeout=30)

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from ingest.server import STATIC
+from ingest.web import STATIC
 from tests.browser import CHROMIUM, MISSING, DevTools, chromium_command, page_value
 from tests.conftest import REPO, SPEECH, free_port
 

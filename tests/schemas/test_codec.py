@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from schemas.codec import DecodeError
 from schemas.conversation import TranscriptFinal
-from schemas.edge import SpeechStopped
-from schemas.topics import ALL_SPECS, REGISTRY, REPLIES, TRANSCRIPTS, TURNS, VAD, replies_topic, spec_for
+from schemas.edge import SessionEnded, SpeechStopped
+from schemas.topics import ALL_SPECS, REGISTRY, REPLIES, SESSIONS, TRANSCRIPTS, TURNS, VAD, replies_topic, spec_for
 from tests.schemas.samples import BASE, EVENTS, NODE, spec_of
 
 JSON_MODELS = {m for s in ALL_SPECS if s.codec is not None for m in s.models if hasattr(m, "model_fields")}
@@ -90,6 +90,9 @@ UPCASTS = [
                    speech_end_wall_ns=BASE["wall_ns"] - 240_000_000)),
     ("transcript_final v1", TRANSCRIPTS, V1_FINAL,
      TranscriptFinal(**BASE, text="hello there", start_media_ns=1_000_000_000, end_media_ns=2_100_000_000)),
+    ("session_ended v1", SESSIONS, {**BASE, "type": "session_ended", "schema_version": 1, "node_id": NODE,
+                                    "reason": "deleted", "frames_in": 10},
+     SessionEnded(**BASE, node_id=NODE, reason="deleted", frames_in=10)),
 ]
 
 

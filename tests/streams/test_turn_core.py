@@ -266,3 +266,19 @@ def test_the_reply_in_flight_is_cancelled_when_the_person_leaves_even_with_words
     c.final(3000, 3800, "bye")
     _, decisions = run(c.events)
     assert [r for r in turns(decisions) if r[0] == "turn_committed"][-1] == ("turn_committed", "2", "bye")
+
+
+def test_a_lost_edge_ends_the_session_as_its_own_end_would() -> None:
+    # The signaling front's SessionEnded for a worker that died: no media time (0), a seq past the worker's.
+    from ingest.front import SEQ_MARGIN
+    from schemas.edge import SessionEnded
+
+    script = conv().say(500, 1500, "hello there").wait(1800)
+    last_seq = max(e.seq for e in script.events if getattr(e, "node_id", None))
+    lost = SessionEnded(session_id=SID, seq=last_seq + SEQ_MARGIN, media_ns=0, wall_ns=WALL, node_id="edge-1-w1",
+                        reason="edge_lost")
+    state, decisions = run([*script.events, lost])
+    _, own = run(conv().say(500, 1500, "hello there").wait(1800).end().events)
+    assert state.ended and turns(decisions) == turns(own) == [
+        ("turn_speculative", "1", "hello there"), ("turn_committed", "1", "hello there"),
+        ("turn_cancelled", "1", "session_ended"), ("turn_ended", "1", "cancelled")]
