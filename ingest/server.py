@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import logging
+import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,8 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
+from ingest.access import access_middleware
 from ingest.engines.vad import SileroVad
-from ingest.ice import use_host_addresses
+from ingest.ice import ice_config, use_host_addresses
 from ingest.metrics import Metrics
 from ingest.peer import BadOffer, EdgeSession
 from ingest.publisher import Publisher
@@ -43,6 +46,8 @@ class EdgeNode:
         self.sessions: dict[str, EdgeSession] = {}
         self._pending = 0  # offers being answered: they count against the session limit
         self.accepting = False
+        self.access = access_middleware(settings)  # tokens, origins, offers per address; told of session ends
+        self._deadlines: set[asyncio.Task[None]] = set()
         self.producer = make_producer(settings)
         self.publisher = Publisher(self.producer, self.metrics, settings.topic_prefix, settings.audio_queue_frames,
                                    settings.event_queue_size)
@@ -72,6 +77,8 @@ class EdgeNode:
     async def stop(self) -> None:
         """Drain: refuse new offers, end every session, flush what is queued for Kafka."""
         self.accepting = False
+        for task in list(self._deadlines):
+            task.cancel()
         await asyncio.gather(*(s.close("shutdown") for s in list(self.sessions.values())))
         await self.replies.stop()
         await self.publisher.stop(self.settings.drain_timeout_s)
@@ -86,7 +93,7 @@ class EdgeNode:
     # -- HTTP --
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth], client_max_size=self.settings.max_body_bytes)
+        app = web.Application(middlewares=[self.access], client_max_size=self.settings.max_body_bytes)
         app.router.add_get("/", self._page)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/metrics", self._metrics)
@@ -94,13 +101,6 @@ class EdgeNode:
         app.router.add_post("/v1/sessions", self._create)
         app.router.add_delete("/v1/sessions/{session_id}", self._delete)
         return app
-
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        token = self.settings.auth_token
-        if token and request.path.startswith("/v1/") and request.headers.get("Authorization") != f"Bearer {token}":
-            return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-        return await handler(request)
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "index.html")
@@ -116,7 +116,9 @@ class EdgeNode:
         return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8")
 
     async def _config(self, request: web.Request) -> web.Response:
-        return web.json_response({"iceServers": [s.model_dump(exclude_none=True) for s in self.settings.ice_servers]})
+        s = self.settings
+        return web.json_response({"iceServers": ice_config(s.ice_servers, s.turn_secret, self.access.user(request),
+                                                           time.time(), s.turn_ttl_s)})
 
     async def _create(self, request: web.Request) -> web.Response:
         offer = await self._check_offer(request)
@@ -140,6 +142,8 @@ class EdgeNode:
         finally:
             self._pending -= 1
         self.sessions[session.id] = session
+        self.access.session_started(request, session.id)
+        self._connect_deadline(session)
         return web.json_response({"session_id": session.id, "sdp": answer, "type": "answer"})
 
     async def _check_offer(self, request: web.Request) -> str | web.Response:
@@ -163,6 +167,9 @@ class EdgeNode:
             return _error(400, 'expected {"sdp": "<offer SDP>", "type": "offer"}')
         if not offer["sdp"].startswith("v=0"):
             return _error(400, "malformed SDP: it must start with v=0")
+        sdp = offer["sdp"]
+        if re.search(r"^m=audio ", sdp, re.M) and not re.search(r"^a=rtpmap:\d+ opus/", sdp, re.M | re.I):
+            return _error(400, "the offer has no Opus audio (the edge decodes only Opus)")
         return str(offer["sdp"])
 
     async def _delete(self, request: web.Request) -> web.Response:
@@ -174,6 +181,21 @@ class EdgeNode:
 
     def _forget(self, session: EdgeSession) -> None:
         self.sessions.pop(session.id, None)
+        self.access.session_ended(session.id)
+
+    def _connect_deadline(self, session: EdgeSession) -> None:
+        # An answered offer whose peer never connects would hold its slot (and its token's) until ICE gives up,
+        # half a minute and more: it gets connect_timeout_s.
+        async def watch() -> None:
+            await asyncio.sleep(self.settings.connect_timeout_s)
+            if session.pc.connectionState in ("new", "connecting"):
+                log.info("session not connected after %.1f s: closed", self.settings.connect_timeout_s,
+                         extra={"session_id": session.id})
+                await session.close("ice_failed")
+
+        task = asyncio.ensure_future(watch())
+        self._deadlines.add(task)
+        task.add_done_callback(self._deadlines.discard)
 
 
 @asynccontextmanager
@@ -181,7 +203,9 @@ async def running_edge(settings: IngestSettings) -> AsyncIterator[EdgeNode]:
     """An edge node serving HTTP on settings.ingest_host:settings.ingest_port until the block exits (then drained)."""
     node = EdgeNode(settings)
     await node.start()
-    runner = web.AppRunner(node.app(), handle_signals=False, access_log=None)
+    # keepalive_timeout also bounds how long a new connection may take to send its request's headers
+    runner = web.AppRunner(node.app(), handle_signals=False, access_log=None,
+                           keepalive_timeout=settings.request_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port)
     try:

@@ -27,7 +27,25 @@ class IngestSettings(CommonSettings):
     ingest_port: int = Field(8080, description="Port of the edge's signaling HTTP server.")
     max_sessions: int = Field(50, ge=1, description="Sessions this node holds at most; more get 503.")
     max_body_bytes: int = Field(64 * 1024, description="Largest signaling request body; larger gets 413.")
-    auth_token: str = Field("", description="If set, signaling requests must carry 'Authorization: Bearer <it>'.")
+    auth_token: str = Field("", description="If set, signaling requests must carry 'Authorization: Bearer <it>' "
+                            "(the simple mode; with VOICEBUS_SESSION_SECRET also set, either is accepted).")
+    session_secret: str = Field("", description="If set, an offer needs a session token signed with it (HMAC-SHA256; "
+                                "`voicebus token issue`): valid, unexpired, within its session limit.")
+    operator_secret: str = Field("", description="If set (with VOICEBUS_SESSION_SECRET), POST /v1/tokens with "
+                                 "'Authorization: Bearer <it>' issues session tokens.")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins of pages allowed to use signaling, e.g. https://app.example.org "
+        "(empty: the edge's own origin only; * allows any). Requests without an Origin header are not checked.")
+    offers_per_minute: int = Field(60, ge=0, description="Offers one client address may make per minute (a bucket "
+                                   "of that many); more get 429 with Retry-After. 0: no limit.")
+    request_timeout_s: float = Field(10.0, gt=0, description="A client must send a request's headers, and its body, "
+                                     "within this long (a slow client is cut off).")
+    connect_timeout_s: float = Field(5.0, gt=0, description="A new session that has not connected (ICE + DTLS) "
+                                     "this long after its answer is closed, freeing its slot.")
+    turn_secret: str = Field("", description="The TURN server's shared secret (coturn static-auth-secret): the page "
+                             "gets short-lived credentials (TURN REST API) for the turn: servers in "
+                             "VOICEBUS_ICE_SERVERS instead of their static password.")
+    turn_ttl_s: int = Field(3600, gt=0, description="How long the TURN credentials handed out stay valid.")
     ice_servers: Annotated[list[IceServer], NoDecode] = Field(
         default_factory=list,
         description='STUN/TURN servers as JSON, e.g. [{"urls":["stun:stun.example.org:3478"]}] '
@@ -58,7 +76,7 @@ class IngestSettings(CommonSettings):
         "recogniser's lag. The responder keeps the paused reply's generation as long.")
     drain_timeout_s: float = Field(5.0, description="On SIGTERM, how long to wait for sessions and Kafka to flush.")
 
-    @field_validator("ice_servers", "ice_host_addresses", mode="before")
+    @field_validator("ice_servers", "ice_host_addresses", "allowed_origins", mode="before")
     @classmethod
     def _parse_list(cls, value: Any) -> Any:
         # Environment variables carry JSON; a plain comma-separated list is also accepted for addresses.
