@@ -263,8 +263,6 @@ class Access:
 
 # -- the aiohttp shell --
 
-GRANT = "voicebus.access.grant"  # request key: the token id whose session slot this offer holds
-
 
 def _kind(method: str, path: str) -> Kind:
     if path == "/v1/sessions" and method == "POST":
@@ -283,9 +281,21 @@ class AccessMiddleware:
 
     __middleware_version__ = 1
 
-    def __init__(self, settings: Any, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Any, clock: Callable[[], float] = time.time, metrics: Any = None) -> None:
         self.settings, self.clock = settings, clock
+        self.refused = {401: 0, 403: 0, 429: 0}  # requests refused, by status (on the edge's /metrics)
+        if metrics is not None:
+            for status, name, what in ((401, "unauthorized", "no valid token"),
+                                       (403, "forbidden", "origin not allowed"),
+                                       (429, "rate_limited", "over the offers a minute of an address, or over a "
+                                        "token's sessions")):
+                metrics.counter(f"voicebus_ingest_access_{name}_total", f"Signaling requests refused: {what}.",
+                                lambda status=status: self.refused[status])
+        from aiohttp import web
+
         self.access = Access(Policy.of(settings))
+        # on an allowed offer's request: the claims of the token whose session slot it holds, until a session has it
+        self._grant = web.RequestKey("voicebus_access_grant", Claims)
         self._sessions: dict[str, str] = {}  # session id -> token id holding it
 
     async def __call__(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -302,11 +312,12 @@ class AccessMiddleware:
             headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else {}
             if decision.retry_after is not None:
                 headers["Retry-After"] = str(decision.retry_after)
-            if decision.status != 401:
-                log.info("refused %s %s from %s: %s", request.method, request.path, request.remote, decision.reason)
+            self.refused[decision.status] = self.refused.get(decision.status, 0) + 1
+            # a flood of refusals must not flood the log: counted on /metrics instead
+            log.debug("refused %s %s from %s: %s", request.method, request.path, request.remote, decision.reason)
             return web.json_response({"error": decision.reason}, status=decision.status, headers=headers)
         if decision.claims is not None:
-            request[GRANT] = decision.claims
+            request[self._grant] = decision.claims
         try:
             if request.method in ("POST", "PUT") and request.can_read_body:
                 refused = await self._read_body(request)
@@ -314,7 +325,7 @@ class AccessMiddleware:
                     return refused
             return await handler(request)
         finally:
-            if kind == "offer" and decision.claims is not None and request.get(GRANT) is not None:
+            if kind == "offer" and decision.claims is not None and self._grant in request:
                 self.access.release(decision.claims.token_id)  # no session came of it
 
     async def _read_body(self, request: Any) -> Any:
@@ -335,9 +346,8 @@ class AccessMiddleware:
     def session_started(self, request: Any, session_id: str) -> None:
         """The allowed offer ``request`` became session ``session_id``: its token's slot stays held until
         ``session_ended(session_id)``."""
-        claims = request.get(GRANT)
+        claims = request.pop(self._grant, None)
         if claims is not None:
-            request[GRANT] = None
             self._sessions[session_id] = claims.token_id
 
     def session_ended(self, session_id: str) -> None:
@@ -386,6 +396,7 @@ class AccessMiddleware:
                                   "max_sessions": claims.max_sessions, "user": claims.user})
 
 
-def access_middleware(settings: Any, clock: Callable[[], float] = time.time) -> AccessMiddleware:
-    """The signaling app's access middleware (see AccessMiddleware for the server's two hooks)."""
-    return AccessMiddleware(settings, clock)
+def access_middleware(settings: Any, clock: Callable[[], float] = time.time, metrics: Any = None) -> AccessMiddleware:
+    """The signaling app's access middleware (see AccessMiddleware for the server's two hooks); with a
+    runtime.metrics Registry, its refusals are counted there."""
+    return AccessMiddleware(settings, clock, metrics)

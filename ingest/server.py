@@ -46,13 +46,13 @@ class EdgeNode:
         self.sessions: dict[str, EdgeSession] = {}
         self._pending = 0  # offers being answered: they count against the session limit
         self.accepting = False
-        self.access = access_middleware(settings)  # tokens, origins, offers per address; told of session ends
         self._deadlines: set[asyncio.Task[None]] = set()
         self.producer = make_producer(settings)
         self.publisher = Publisher(self.producer, self.metrics, settings.topic_prefix, settings.audio_queue_frames,
                                    settings.event_queue_size)
         self.replies = ReplyConsumer(settings, settings.replies_topic, self.producer, self._route_reply)
         m = self.metrics
+        self.access = access_middleware(settings, metrics=m)  # tokens, origins, offers per address; told of ends
         m.gauge("voicebus_ingest_sessions", "Sessions held now.", lambda: len(self.sessions))
         m.gauge("voicebus_ingest_audio_queue_depth", "Frames waiting for Kafka.", lambda: self.publisher.audio_depth)
         m.gauge("voicebus_ingest_event_queue_depth", "Events waiting for Kafka.", lambda: self.publisher.event_depth)
