@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from aiohttp import web
+
 log = logging.getLogger(__name__)
 
 VERSION = "v1"
@@ -263,6 +265,9 @@ class Access:
 
 # -- the aiohttp shell --
 
+# On an allowed offer's request: the claims of the token whose session slot it holds, until a session has it.
+GRANT = web.RequestKey("voicebus_access_grant", Claims)
+
 
 def _kind(method: str, path: str) -> Kind:
     if path == "/v1/sessions" and method == "POST":
@@ -291,16 +296,10 @@ class AccessMiddleware:
                                         "token's sessions")):
                 metrics.counter(f"voicebus_ingest_access_{name}_total", f"Signaling requests refused: {what}.",
                                 lambda status=status: self.refused[status])
-        from aiohttp import web
-
         self.access = Access(Policy.of(settings))
-        # on an allowed offer's request: the claims of the token whose session slot it holds, until a session has it
-        self._grant = web.RequestKey("voicebus_access_grant", Claims)
         self._sessions: dict[str, str] = {}  # session id -> token id holding it
 
     async def __call__(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
-        from aiohttp import web
-
         if not request.path.startswith("/v1/"):
             return await handler(request)
         if request.path == "/v1/tokens":
@@ -317,7 +316,7 @@ class AccessMiddleware:
             log.debug("refused %s %s from %s: %s", request.method, request.path, request.remote, decision.reason)
             return web.json_response({"error": decision.reason}, status=decision.status, headers=headers)
         if decision.claims is not None:
-            request[self._grant] = decision.claims
+            request[GRANT] = decision.claims
         try:
             if request.method in ("POST", "PUT") and request.can_read_body:
                 refused = await self._read_body(request)
@@ -325,13 +324,11 @@ class AccessMiddleware:
                     return refused
             return await handler(request)
         finally:
-            if kind == "offer" and decision.claims is not None and self._grant in request:
+            if kind == "offer" and decision.claims is not None and GRANT in request:
                 self.access.release(decision.claims.token_id)  # no session came of it
 
     async def _read_body(self, request: Any) -> Any:
         """Read the body here, within the request timeout (aiohttp keeps it for the handler's read())."""
-        from aiohttp import web
-
         limit = self.settings.max_body_bytes
         try:
             async with asyncio.timeout(self.settings.request_timeout_s):
@@ -346,7 +343,7 @@ class AccessMiddleware:
     def session_started(self, request: Any, session_id: str) -> None:
         """The allowed offer ``request`` became session ``session_id``: its token's slot stays held until
         ``session_ended(session_id)``."""
-        claims = request.pop(self._grant, None)
+        claims = request.pop(GRANT, None)
         if claims is not None:
             self._sessions[session_id] = claims.token_id
 
@@ -363,8 +360,6 @@ class AccessMiddleware:
 
     async def _issue(self, request: Any) -> Any:
         """``POST /v1/tokens`` {"ttl_s", "max_sessions", "user"} with ``Authorization: Bearer <operator secret>``."""
-        from aiohttp import web
-
         secret = self.settings.operator_secret
         if not secret or not self.settings.session_secret:
             return web.json_response({"error": "token issuing is off (set VOICEBUS_OPERATOR_SECRET and "

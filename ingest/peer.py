@@ -108,8 +108,8 @@ class EdgeSession:
         self.pc.on("connectionstatechange", self._on_connection_state)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise BadOffer(f"malformed SDP: {exc}") from None
+        except Exception as exc:  # aiortc raises whatever a malformed line makes it raise
+            raise BadOffer(f"malformed SDP: {type(exc).__name__}: {exc}") from None
         opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if not audio:
@@ -118,8 +118,8 @@ class EdgeSession:
         self.pc.addTrack(self.playout)
         try:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-        except (ValueError, KeyError) as exc:  # no codec in common, for one
-            raise BadOffer(f"cannot answer this offer: {exc}") from None
+        except Exception as exc:  # no codec in common; an offer aiortc parsed but cannot answer (no a=mid, ...)
+            raise BadOffer(f"cannot answer this offer: {type(exc).__name__}: {exc}") from None
         self._publish(SessionStarted(**self._envelope(), node_id=self._node, remote=self._remote,
                                      user_agent=self._user_agent[:200]))
         self.metrics.sessions_started.inc()
@@ -332,10 +332,31 @@ class EdgeSession:
         """Undo a session whose offer was refused: nothing was announced, nothing is published."""
         self._closing = True
         self.inbound.close()
-        await self.pc.close()
-        for task in list(self._tasks):
-            task.cancel()
-        self.closed.set()
+        try:
+            await self.pc.close()
+        except Exception as exc:  # aiortc cannot close some connections it could not answer: stop what it started
+            log.info("closing a refused offer's connection failed (%r): stopping its transports", exc,
+                     extra={"session_id": self.id})
+            await self._stop_transports()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            self.closed.set()
+
+    async def _stop_transports(self) -> None:
+        transports: list[Any] = []
+        for transceiver in self.pc.getTransceivers():
+            dtls = transceiver.receiver.transport
+            transports += [transceiver, dtls, dtls.transport if dtls else None]
+        if self.pc.sctp is not None:
+            dtls = self.pc.sctp.transport
+            transports += [dtls, dtls.transport if dtls else None]
+        for transport in transports:
+            if transport is not None:
+                try:
+                    await transport.stop()
+                except Exception:  # already stopped, or never started: nothing of it is left running
+                    pass
 
     async def close(self, reason: str) -> None:
         if self._closing:
