@@ -215,11 +215,8 @@ class Access:
         p = self.policy
         if not origin_allowed(origin, host, list(p.allowed_origins)):
             return Decision(403, f"origin {origin!r} is not allowed")
-        if kind == "offer" and p.offers_per_minute > 0:
-            wait = self._bucket(remote).take(now)
-            if wait > 0:
-                return Decision(429, f"over {p.offers_per_minute} offers a minute from {remote}",
-                                retry_after=max(1, math.ceil(wait)))
+        if kind == "offer" and not (throttled := self.throttle(remote, now)).allowed:
+            return throttled
         decision = self._authenticate(authorization, now, check_expiry=kind != "delete")
         if not decision.allowed or decision.claims is None or kind != "offer":
             return decision
@@ -230,6 +227,17 @@ class Access:
                             claims=claims)
         self.held[claims.token_id] = self.held.get(claims.token_id, 0) + 1
         return decision
+
+    def throttle(self, remote: str, now: float) -> Decision:
+        """One more attempt from ``remote`` (an offer, a token request): allowed, or 429 and when to retry."""
+        per_minute = self.policy.offers_per_minute
+        if per_minute <= 0:
+            return ALLOW
+        wait = self._bucket(remote).take(now)
+        if wait > 0:
+            return Decision(429, f"over {per_minute} requests a minute from {remote}",
+                            retry_after=max(1, math.ceil(wait)))
+        return ALLOW
 
     def release(self, token_id: str) -> None:
         n = self.held.get(token_id, 0) - 1
@@ -302,19 +310,14 @@ class AccessMiddleware:
     async def __call__(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
         if not request.path.startswith("/v1/"):
             return await handler(request)
-        if request.path == "/v1/tokens":
-            return await self._issue(request)
+        if request.path == "/v1/tokens":  # the operator's: throttled too, a wrong secret is guessed no faster
+            decision = self.access.throttle(request.remote or "", self.clock())
+            return await self._issue(request) if decision.allowed else self._refuse(request, decision)
         kind = _kind(request.method, request.path)
         decision = self.access.check(kind, request.headers.get("Authorization"), request.headers.get("Origin"),
                                      request.headers.get("Host"), request.remote or "", self.clock())
         if not decision.allowed:
-            headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else {}
-            if decision.retry_after is not None:
-                headers["Retry-After"] = str(decision.retry_after)
-            self.refused[decision.status] = self.refused.get(decision.status, 0) + 1
-            # a flood of refusals must not flood the log: counted on /metrics instead
-            log.debug("refused %s %s from %s: %s", request.method, request.path, request.remote, decision.reason)
-            return web.json_response({"error": decision.reason}, status=decision.status, headers=headers)
+            return self._refuse(request, decision)
         if decision.claims is not None:
             request[GRANT] = decision.claims
         try:
@@ -326,6 +329,15 @@ class AccessMiddleware:
         finally:
             if kind == "offer" and decision.claims is not None and GRANT in request:
                 self.access.release(decision.claims.token_id)  # no session came of it
+
+    def _refuse(self, request: Any, decision: Decision) -> Any:
+        headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else {}
+        if decision.retry_after is not None:
+            headers["Retry-After"] = str(decision.retry_after)
+        self.refused[decision.status] = self.refused.get(decision.status, 0) + 1
+        # a flood of refusals must not flood the log: counted on /metrics instead
+        log.debug("refused %s %s from %s: %s", request.method, request.path, request.remote, decision.reason)
+        return web.json_response({"error": decision.reason}, status=decision.status, headers=headers)
 
     async def _read_body(self, request: Any) -> Any:
         """Read the body here, within the request timeout (aiohttp keeps it for the handler's read())."""

@@ -333,17 +333,19 @@ class EdgeSession:
         self._closing = True
         self.inbound.close()
         try:
-            await self.pc.close()
-        except Exception as exc:  # aiortc cannot close some connections it could not answer: stop what it started
-            log.info("closing a refused offer's connection failed (%r): stopping its transports", exc,
-                     extra={"session_id": self.id})
-            await self._stop_transports()
+            await self._close_pc()
         finally:
             for task in list(self._tasks):
                 task.cancel()
             self.closed.set()
 
-    async def _stop_transports(self) -> None:
+    async def _close_pc(self) -> None:
+        try:
+            await self.pc.close()
+            return
+        except Exception as exc:  # aiortc cannot close some connections made from odd offers: stop what it started
+            log.info("closing the peer connection failed (%r): stopping its transports", exc,
+                     extra={"session_id": self.id})
         transports: list[Any] = []
         for transceiver in self.pc.getTransceivers():
             dtls = transceiver.receiver.transport
@@ -374,7 +376,7 @@ class EdgeSession:
         self.frames_dropped += self._publisher.take_frames_dropped(self.id)  # its oldest frames, in an outage
         self._publish(SessionEnded(**self._envelope(), node_id=self._node, reason=reason,
                                    frames_in=self.inbound.frames, frames_dropped=self.frames_dropped))
-        await self.pc.close()
+        await self._close_pc()
         for task in list(self._tasks):
             task.cancel()
         log.info("session ended (%s): %d frames in, %d dropped", reason, self.inbound.frames, self.frames_dropped,

@@ -36,8 +36,8 @@ class IngestSettings(CommonSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins of pages allowed to use signaling, e.g. https://app.example.org "
         "(empty: the edge's own origin only; * allows any). Requests without an Origin header are not checked.")
-    offers_per_minute: int = Field(60, ge=0, description="Offers one client address may make per minute (a bucket "
-                                   "of that many); more get 429 with Retry-After. 0: no limit.")
+    offers_per_minute: int = Field(60, ge=0, description="Offers (and token requests) one client address may make "
+                                   "per minute (a bucket of that many); more get 429 with Retry-After. 0: no limit.")
     request_timeout_s: float = Field(10.0, gt=0, description="A client must send a request's headers, and its body, "
                                      "within this long (a slow client is cut off).")
     connect_timeout_s: float = Field(5.0, gt=0, description="A new session that has not connected (ICE + DTLS) "

@@ -247,3 +247,12 @@ def test_cli_token_issue_prints_a_token_the_edge_accepts(monkeypatch: pytest.Mon
     monkeypatch.delenv("VOICEBUS_SESSION_SECRET")
     assert cli(["token", "issue"]) == 1
     assert "VOICEBUS_SESSION_SECRET" in capsys.readouterr().err
+
+
+def test_token_requests_and_offers_share_an_address_budget() -> None:
+    access = Access(Policy(session_secret=SECRET, offers_per_minute=2))
+    assert access.throttle("a", NOW).allowed and access.throttle("a", NOW).allowed
+    refused = access.check("offer", bearer(T2), None, None, "a", NOW)
+    assert (refused.status, refused.retry_after) == (429, 30)
+    assert access.check("offer", bearer(T2), None, None, "b", NOW).allowed
+    assert Access(Policy(offers_per_minute=0)).throttle("a", NOW).allowed  # 0: no limit

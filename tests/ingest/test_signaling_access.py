@@ -54,7 +54,7 @@ async def until(condition, timeout: float = 10.0) -> None:
 
 async def test_signed_sessions_rates_origins_and_operator_tokens(topics: root.TestTopics) -> None:
     await topics.create_all(("edge-test",))
-    settings = edge_settings(topics, session_secret=SECRET, operator_secret=OPERATOR, offers_per_minute=8,
+    settings = edge_settings(topics, session_secret=SECRET, operator_secret=OPERATOR, offers_per_minute=12,
                              connect_timeout_s=2.0)
     url = f"http://127.0.0.1:{settings.ingest_port}"
     clients: list[EdgeClient] = []
@@ -71,7 +71,7 @@ async def test_signed_sessions_rates_origins_and_operator_tokens(topics: root.Te
                 await resp.read()
                 return resp
 
-        # the operator's endpoint
+        # the operator's endpoint (its requests count against the address's 12 a minute: 1-4)
         async with http.post(f"{url}/v1/tokens", json={"ttl_s": 600, "max_sessions": 1, "user": "ann"}) as resp:
             assert resp.status == 401
         async with http.post(f"{url}/v1/tokens", json={"ttl_s": 600, "max_sessions": 1, "user": "ann"},
@@ -87,7 +87,7 @@ async def test_signed_sessions_rates_origins_and_operator_tokens(topics: root.Te
         token = issued["token"]
         assert verify(SECRET, token, now).max_sessions == 1 and issued["user"] == "ann"
 
-        # refused: 401 each (offers 1-4 of the address's 8)
+        # refused: 401 each (5-8)
         for bad in (None, "garbage", mint("other secret", 600, now=now), mint(SECRET, 60, now=now - 120)):
             resp = await post_offer(bad)
             assert resp.status == 401 and resp.headers["WWW-Authenticate"] == "Bearer", bad
@@ -96,13 +96,13 @@ async def test_signed_sessions_rates_origins_and_operator_tokens(topics: root.Te
         resp = await post_offer(token, Origin="http://evil.example")  # not counted: refused before the bucket
         assert resp.status == 403
 
-        # a valid token connects (offer 5); its one session is held: a second offer is 429 (6)
+        # a valid token connects (9); its one session is held: a second offer is 429 (10)
         clients.append(EdgeClient(url, token=token))
         first = await clients[-1].connect()
         assert list(node.sessions) == [first]
         resp = await post_offer(token, Origin=url)
         assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
-        # ended: the slot is free again (7)
+        # ended: the slot is free again (11)
         await clients.pop().close()
         await until(lambda: not node.sessions)
         clients.append(EdgeClient(url, token=token))
@@ -111,7 +111,7 @@ async def test_signed_sessions_rates_origins_and_operator_tokens(topics: root.Te
         await clients.pop().close()
         await until(lambda: not node.sessions)
 
-        # an answered offer that never connects is closed after connect_timeout_s, and frees the token (8)
+        # an answered offer that never connects is closed after connect_timeout_s, and frees the token (12)
         pc, sdp = await offer_sdp()
         async with http.post(f"{url}/v1/sessions", json={"sdp": sdp, "type": "offer"},
                              headers={"Authorization": f"Bearer {token}"}) as resp:
@@ -121,7 +121,7 @@ async def test_signed_sessions_rates_origins_and_operator_tokens(topics: root.Te
         await pc.close()
         assert node.access.access.held == {}
 
-        # the address's 8 offers are spent: 429 with Retry-After, whatever the token
+        # the address's 12 are spent: 429 with Retry-After, whatever the token
         resp = await post_offer(token)
         assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
         now += 60  # a minute later the bucket is full again
