@@ -150,8 +150,8 @@ def _schemas(argv: list[str]) -> int:
 
 
 def _token(argv: list[str]) -> int:
-    from ingest.access import mint, parse_duration, verify
     from ingest.settings import IngestSettings
+    from ingest.tokens import mint, parse_duration, verify
 
     parser = argparse.ArgumentParser(prog="voicebus token", description="issue a signed session token for the "
                                      "edge (signed with VOICEBUS_SESSION_SECRET); prints the token")

@@ -8,19 +8,10 @@ import json
 
 import pytest
 
-from ingest.access import (
-    Access,
-    Bucket,
-    Claims,
-    Policy,
-    TokenError,
-    mint,
-    origin_allowed,
-    parse_duration,
-    verify,
-)
+from ingest.access import Access, Bucket, Policy, origin_allowed
 from ingest.ice import ice_config, turn_credentials
 from ingest.settings import IceServer
+from ingest.tokens import Claims, TokenError, mint, parse_duration, verify
 from voicebus.cli import main as cli
 
 SECRET = "s3cret-for-tests"

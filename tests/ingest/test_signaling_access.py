@@ -14,10 +14,10 @@ import pytest
 from aiortc import RTCPeerConnection
 
 import tests.conftest as root
-from ingest.access import mint, verify
 from ingest.client import EdgeClient
 from ingest.ice import turn_credentials
 from ingest.server import running_edge
+from ingest.tokens import mint, verify
 from tests.ingest.conftest import edge_settings
 
 pytestmark = pytest.mark.integration

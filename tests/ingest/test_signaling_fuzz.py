@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tests.conftest as root
-from ingest.access import mint
 from ingest.server import EdgeNode, running_edge
+from ingest.tokens import mint
 from tests.ingest.conftest import edge_settings
 
 # The edge's thread uses the random module (aiortc, aioice) while Hypothesis draws: not the strategies' doing.
