@@ -207,3 +207,10 @@ def test_every_undecodable_record_becomes_a_dead_letter(record: Record) -> None:
     assert (letter.key, letter.value, letter.consumer) == (record.key, record.value, "fuzz")
     assert list(letter.headers) == [tuple(h) for h in record.headers]
     assert letter.error
+
+
+def test_every_json_event_of_every_topic_is_fuzzed() -> None:
+    from schemas.topics import ALL_SPECS
+
+    models = {m for s in ALL_SPECS if s.codec is not None and s.content_type == "application/json" for m in s.models}
+    assert {type(e) for e in EVENTS} == models
