@@ -16,6 +16,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from ingest.engines import build_audio_processing
 from ingest.engines.vad import VadEngine
+from ingest.ice import ice_config
 from ingest.inbound import Inbound, ProcessedFrame
 from ingest.metrics import Metrics
 from ingest.near_end import NearEnd
@@ -92,8 +93,8 @@ class EdgeSession:
         self.inbound = Inbound(near_end, self._on_frame, settings.jitter_max_wait_ms)
         self.playout = PlayoutTrack(self, near_end.far, settings.opus_bitrate, on_sent=self._frame_sent,
                                     resume_window_ms=settings.reply_resume_window_ms)
-        servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
-                   for s in settings.ice_servers]
+        servers = [RTCIceServer(**s) for s in ice_config(settings.ice_servers, settings.turn_secret, settings.node_id,
+                                                          time.time(), settings.turn_ttl_s)]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
         self._audio_tracks = 0
 

@@ -43,9 +43,10 @@ class IngestSettings(CommonSettings):
     connect_timeout_s: float = Field(5.0, gt=0, description="A new session that has not connected (ICE + DTLS) "
                                      "this long after its answer is closed, freeing its slot.")
     turn_secret: str = Field("", description="The TURN server's shared secret (coturn static-auth-secret): the page "
-                             "gets short-lived credentials (TURN REST API) for the turn: servers in "
+                             "and the edge get short-lived credentials (TURN REST API) for the turn: servers in "
                              "VOICEBUS_ICE_SERVERS instead of their static password.")
-    turn_ttl_s: int = Field(3600, gt=0, description="How long the TURN credentials handed out stay valid.")
+    turn_ttl_s: int = Field(86400, gt=0, description="How long the TURN credentials handed out stay valid (a relay's "
+                            "refreshes use them too: longer than any conversation).")
     ice_servers: Annotated[list[IceServer], NoDecode] = Field(
         default_factory=list,
         description='STUN/TURN servers as JSON, e.g. [{"urls":["stun:stun.example.org:3478"]}] '
