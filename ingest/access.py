@@ -31,7 +31,9 @@ from ingest.tokens import Claims, TokenError, mint, verify
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["offer", "config", "delete", "other"]
+# offer: POST /v1/sessions; session: a request about a session that exists (DELETE, and its worker's GET .../ended):
+# a genuine token is enough, expired or not, so that a session can outlive its token's expiry and still be ended
+Kind = Literal["offer", "config", "session", "other"]
 
 
 # -- offers per client address --
@@ -139,7 +141,7 @@ class Access:
             return Decision(403, f"origin {origin!r} is not allowed")
         if kind == "offer" and not (throttled := self.throttle(remote, now)).allowed:
             return throttled
-        decision = self._authenticate(authorization, now, check_expiry=kind != "delete")
+        decision = self._authenticate(authorization, now, check_expiry=kind != "session")
         if not decision.allowed or decision.claims is None or kind != "offer":
             return decision
         claims = decision.claims
@@ -204,8 +206,8 @@ def _kind(method: str, path: str) -> Kind:
         return "offer"
     if path == "/v1/config":
         return "config"
-    if path.startswith("/v1/sessions/") and method == "DELETE":
-        return "delete"
+    if path.startswith("/v1/sessions/"):
+        return "session"
     return "other"
 
 

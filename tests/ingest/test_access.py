@@ -147,8 +147,8 @@ def bearer(token: str) -> str:
               (("offer", "Basic abc", None, "a", 0, None), (401, None)),
               (("offer", bearer(EXPIRED), None, "a", 0, None), (401, None)),
               (("offer", bearer(FORGED), None, "a", 0, None), (429, 20))]),  # the address's 3 offers are spent
-    (SIGNED, [(("delete", bearer(EXPIRED), None, "a", 0, None), (200, None)),  # ending a session needs no expiry
-              (("delete", bearer(FORGED), None, "a", 0, None), (401, None)),
+    (SIGNED, [(("session", bearer(EXPIRED), None, "a", 0, None), (200, None)),  # ending a session needs no expiry
+              (("session", bearer(FORGED), None, "a", 0, None), (401, None)),
               (("config", bearer(EXPIRED), None, "a", 0, None), (401, None)),
               (("offer", bearer("static"), None, "a", 0, None), (401, None))]),  # no static token in this mode
     (STATIC, [(("offer", bearer("static"), None, "a", 0, None), (200, None)),
@@ -170,7 +170,7 @@ def bearer(token: str) -> str:
     (ORIGINS, [(("offer", None, "https://app.example.org", "a", 0, None), (200, None)),
                (("config", None, "https://evil.example", "a", 0, None), (403, None)),
                (("offer", None, None, "a", 0, None), (200, None))]),
-], ids=["max-sessions", "max-sessions-across-addresses", "refused-tokens-count-as-offers", "delete-and-config",
+], ids=["max-sessions", "max-sessions-across-addresses", "refused-tokens-count-as-offers", "session-and-config",
         "static", "static-and-signed", "open-rate-and-origin", "origin-list"])
 def test_access_decisions(policy: Policy, steps: list) -> None:
     access = Access(policy)
