@@ -22,9 +22,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from ingest.access import access_middleware
 from ingest.dispatch import Refusal, choose
 from ingest.settings import IngestSettings
-from ingest.web import bearer_auth, body_too_large, config, error, page
+from ingest.web import body_too_large, config, error, page
 from ingest.workers import Worker, WorkerPool
 from runtime.kafka import make_producer
 from runtime.metrics import Counter, Registry
@@ -70,6 +71,8 @@ class Front:
                 lambda: sum(w.ready for w in self.pool.workers))
         m.gauge("voicebus_ingest_front_sessions", "Sessions held by the workers, as the front counts them.",
                 lambda: sum(len(w.sessions) for w in self.pool.workers))
+        # tokens, origins, offers per address: the front guards signaling; its workers trust only the front
+        self.access = access_middleware(settings, metrics=m)
 
     async def start(self) -> None:
         from runtime.provisioning import create_topics
@@ -101,8 +104,7 @@ class Front:
     # -- HTTP: the one place routes and middlewares are put together --
 
     def app(self) -> web.Application:
-        middlewares = [bearer_auth(self.settings.auth_token)]  # access control: one middleware a line
-        app = web.Application(middlewares=middlewares, client_max_size=self.settings.max_body_bytes)
+        app = web.Application(middlewares=[self.access], client_max_size=self.settings.max_body_bytes)
         app.router.add_get("/", page)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/metrics", self._metrics)
@@ -113,7 +115,7 @@ class Front:
         return app
 
     async def _config(self, request: web.Request) -> web.Response:
-        return config(self.settings)
+        return config(self.settings, self.access.user(request))
 
     async def _create(self, request: web.Request) -> web.Response:
         if not self.accepting:
@@ -150,10 +152,12 @@ class Front:
         finally:
             worker.pending -= 1
         if session_id is not None:
+            self.access.session_started(request, session_id)  # its token's slot, until the session ends
             if worker.proc is not proc or proc is None or proc.returncode is not None:  # it died since it answered
                 self._lose(worker.node_id, {session_id: 0})
             elif not worker.held(session_id):
                 log.info("session ended before its answer reached the front", extra={"session_id": session_id})
+                self.access.session_ended(session_id)
         extra = {"Retry-After": retry} if retry else {}
         return web.Response(body=answer, status=status, content_type=content_type, headers=extra)
 
@@ -212,6 +216,7 @@ class Front:
     # -- what the workers report --
 
     def _remember_end(self, session_id: str, reason: str) -> None:
+        self.access.session_ended(session_id)
         self._ends[session_id] = reason
         while len(self._ends) > ENDS_KEPT:
             self._ends.popitem(last=False)
@@ -293,7 +298,9 @@ async def running_front(settings: IngestSettings) -> AsyncIterator[Front]:
     """The front and its workers serving on settings.ingest_host:settings.ingest_port until the block exits."""
     front = Front(settings)
     await front.start()
-    runner = web.AppRunner(front.app(), handle_signals=False, access_log=None)
+    # keepalive_timeout also bounds how long a new connection may take to send its request's headers
+    runner = web.AppRunner(front.app(), handle_signals=False, access_log=None,
+                           keepalive_timeout=settings.request_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port)
     try:

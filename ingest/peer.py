@@ -16,6 +16,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from ingest.engines import build_audio_processing
 from ingest.engines.vad import VadEngine
+from ingest.ice import ice_config
 from ingest.inbound import Inbound, ProcessedFrame
 from ingest.metrics import Metrics
 from ingest.near_end import NearEnd
@@ -93,8 +94,8 @@ class EdgeSession:
         self.inbound = Inbound(near_end, self._on_frame, settings.jitter_max_wait_ms)
         self.playout = PlayoutTrack(self, near_end.far, settings.opus_bitrate, on_sent=self._frame_sent,
                                     resume_window_ms=settings.reply_resume_window_ms)
-        servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
-                   for s in settings.ice_servers]
+        servers = [RTCIceServer(**s) for s in ice_config(settings.ice_servers, settings.turn_secret, settings.node_id,
+                                                          time.time(), settings.turn_ttl_s)]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers or None))
         self._audio_tracks = 0
 
@@ -114,8 +115,8 @@ class EdgeSession:
         self.pc.on("connectionstatechange", self._on_connection_state)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise BadOffer(f"malformed SDP: {exc}") from None
+        except Exception as exc:  # aiortc raises whatever a malformed line makes it raise
+            raise BadOffer(f"malformed SDP: {type(exc).__name__}: {exc}") from None
         opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType.lower() == "audio/opus"]
         audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
         if not audio:
@@ -124,8 +125,8 @@ class EdgeSession:
         self.pc.addTrack(self.playout)
         try:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-        except (ValueError, KeyError) as exc:  # no codec in common, for one
-            raise BadOffer(f"cannot answer this offer: {exc}") from None
+        except Exception as exc:  # no codec in common; an offer aiortc parsed but cannot answer (no a=mid, ...)
+            raise BadOffer(f"cannot answer this offer: {type(exc).__name__}: {exc}") from None
         self._publish(SessionStarted(**self._envelope(), node_id=self._node, remote=self._remote,
                                      user_agent=self._user_agent[:200]))
         self.metrics.sessions_started.inc()
@@ -338,10 +339,33 @@ class EdgeSession:
         """Undo a session whose offer was refused: nothing was announced, nothing is published."""
         self._closing = True
         self.inbound.close()
-        await self.pc.close()
-        for task in list(self._tasks):
-            task.cancel()
-        self.closed.set()
+        try:
+            await self._close_pc()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            self.closed.set()
+
+    async def _close_pc(self) -> None:
+        try:
+            await self.pc.close()
+            return
+        except Exception as exc:  # aiortc cannot close some connections made from odd offers: stop what it started
+            log.info("closing the peer connection failed (%r): stopping its transports", exc,
+                     extra={"session_id": self.id})
+        transports: list[Any] = []
+        for transceiver in self.pc.getTransceivers():
+            dtls = transceiver.receiver.transport
+            transports += [transceiver, dtls, dtls.transport if dtls else None]
+        if self.pc.sctp is not None:
+            dtls = self.pc.sctp.transport
+            transports += [dtls, dtls.transport if dtls else None]
+        for transport in transports:
+            if transport is not None:
+                try:
+                    await transport.stop()
+                except Exception:  # already stopped, or never started: nothing of it is left running
+                    pass
 
     async def close(self, reason: str) -> None:
         if self._closing:
@@ -360,7 +384,7 @@ class EdgeSession:
         self.frames_dropped += self._publisher.take_frames_dropped(self.id)  # its oldest frames, in an outage
         self._publish(SessionEnded(**self._envelope(), node_id=self._node, reason=reason,
                                    frames_in=self.inbound.frames, frames_dropped=self.frames_dropped))
-        await self.pc.close()
+        await self._close_pc()
         for task in list(self._tasks):
             task.cancel()
         log.info("session ended (%s): %d frames in, %d dropped", reason, self.inbound.frames, self.frames_dropped,

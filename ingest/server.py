@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
 
+from ingest.access import access_middleware
 from ingest.engines.vad import SileroVad
 from ingest.ice import use_host_addresses
 from ingest.metrics import Metrics
 from ingest.peer import BadOffer, EdgeSession
-from ingest.publisher import Publisher
+from ingest.publisher import Publisher, edge_producer
 from ingest.replies import ReplyConsumer
 from ingest.settings import IngestSettings
-from ingest.web import bearer_auth, body_too_large, config, error, page
-from runtime.kafka import make_producer
+from ingest.web import body_too_large, config, error, page
 from runtime.tasks import Supervisor
 from schemas.base import new_session_id
 
@@ -42,11 +43,13 @@ class EdgeNode:
         self.sessions: dict[str, EdgeSession] = {}
         self._pending = 0  # offers being answered: they count against the session limit
         self.accepting = False
-        self.producer = make_producer(settings)
+        self._deadlines: set[asyncio.Task[None]] = set()
+        self.producer = edge_producer(settings)
         self.publisher = Publisher(self.producer, self.metrics, settings.topic_prefix, settings.audio_queue_frames,
                                    settings.event_queue_size)
         self.replies = ReplyConsumer(settings, settings.replies_topic, self.producer, self._route_reply)
         m = self.metrics
+        self.access = access_middleware(settings, metrics=m)  # tokens, origins, offers per address; told of ends
         m.gauge("voicebus_ingest_sessions", "Sessions held now.", lambda: len(self.sessions))
         m.gauge("voicebus_ingest_audio_queue_depth", "Frames waiting for Kafka.", lambda: self.publisher.audio_depth)
         m.gauge("voicebus_ingest_event_queue_depth", "Events waiting for Kafka.", lambda: self.publisher.event_depth)
@@ -71,6 +74,8 @@ class EdgeNode:
     async def stop(self) -> None:
         """Drain: refuse new offers, end every session, flush what is queued for Kafka."""
         self.accepting = False
+        for task in list(self._deadlines):
+            task.cancel()
         await asyncio.gather(*(s.close("shutdown") for s in list(self.sessions.values())))
         await self.replies.stop()
         await self.publisher.stop(self.settings.drain_timeout_s)
@@ -85,8 +90,7 @@ class EdgeNode:
     # -- HTTP --
 
     def app(self) -> web.Application:
-        middlewares = [bearer_auth(self.settings.auth_token)]  # access control: one middleware a line
-        app = web.Application(middlewares=middlewares, client_max_size=self.settings.max_body_bytes)
+        app = web.Application(middlewares=[self.access], client_max_size=self.settings.max_body_bytes)
         app.router.add_get("/", self._page)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/metrics", self._metrics)
@@ -110,7 +114,7 @@ class EdgeNode:
         return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8")
 
     async def _config(self, request: web.Request) -> web.Response:
-        return config(self.settings)
+        return config(self.settings, self.access.user(request))
 
     async def _create(self, request: web.Request) -> web.Response:
         offer = await self._check_offer(request)
@@ -137,6 +141,8 @@ class EdgeNode:
         finally:
             self._pending -= 1
         self.sessions[session.id] = session
+        self.access.session_started(request, session.id)
+        self._connect_deadline(session)
         return web.json_response({"session_id": session.id, "sdp": answer, "type": "answer",
                                   "node_id": self.settings.node_id})
 
@@ -162,6 +168,9 @@ class EdgeNode:
             return error(400, 'expected {"sdp": "<offer SDP>", "type": "offer"}')
         if not offer["sdp"].startswith("v=0"):
             return error(400, "malformed SDP: it must start with v=0")
+        sdp = offer["sdp"]
+        if re.search(r"^m=audio ", sdp, re.M) and not re.search(r"^a=rtpmap:\d+ opus/", sdp, re.M | re.I):
+            return error(400, "the offer has no Opus audio (the edge decodes only Opus)")
         return str(offer["sdp"])
 
     async def _delete(self, request: web.Request) -> web.Response:
@@ -184,6 +193,21 @@ class EdgeNode:
         self.sessions.pop(session.id, None)
         if self.on_session_ended is not None:
             self.on_session_ended(session)
+        self.access.session_ended(session.id)
+
+    def _connect_deadline(self, session: EdgeSession) -> None:
+        # An answered offer whose peer never connects would hold its slot (and its token's) until ICE gives up,
+        # half a minute and more: it gets connect_timeout_s.
+        async def watch() -> None:
+            await asyncio.sleep(self.settings.connect_timeout_s)
+            if session.pc.connectionState in ("new", "connecting"):
+                log.info("session not connected after %.1f s: closed", self.settings.connect_timeout_s,
+                         extra={"session_id": session.id})
+                await session.close("ice_failed")
+
+        task = asyncio.ensure_future(watch())
+        self._deadlines.add(task)
+        task.add_done_callback(self._deadlines.discard)
 
 
 @asynccontextmanager
@@ -191,7 +215,9 @@ async def running_edge(settings: IngestSettings) -> AsyncIterator[EdgeNode]:
     """An edge node serving HTTP on settings.ingest_host:settings.ingest_port until the block exits (then drained)."""
     node = EdgeNode(settings)
     await node.start()
-    runner = web.AppRunner(node.app(), handle_signals=False, access_log=None)
+    # keepalive_timeout also bounds how long a new connection may take to send its request's headers
+    runner = web.AppRunner(node.app(), handle_signals=False, access_log=None,
+                           keepalive_timeout=settings.request_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port)
     try:

@@ -37,7 +37,26 @@ class IngestSettings(CommonSettings):
                                     "half-second report) takes no new session; when every worker is full or at "
                                     "its session limit, offers get 503 with Retry-After.")
     max_body_bytes: int = Field(64 * 1024, description="Largest signaling request body; larger gets 413.")
-    auth_token: str = Field("", description="If set, signaling requests must carry 'Authorization: Bearer <it>'.")
+    auth_token: str = Field("", description="If set, signaling requests must carry 'Authorization: Bearer <it>' "
+                            "(the simple mode; with VOICEBUS_SESSION_SECRET also set, either is accepted).")
+    session_secret: str = Field("", description="If set, an offer needs a session token signed with it (HMAC-SHA256; "
+                                "`voicebus token issue`): valid, unexpired, within its session limit.")
+    operator_secret: str = Field("", description="If set (with VOICEBUS_SESSION_SECRET), POST /v1/tokens with "
+                                 "'Authorization: Bearer <it>' issues session tokens.")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins of pages allowed to use signaling, e.g. https://app.example.org "
+        "(empty: the edge's own origin only; * allows any). Requests without an Origin header are not checked.")
+    offers_per_minute: int = Field(60, ge=0, description="Offers (and token requests) one client address may make "
+                                   "per minute (a bucket of that many); more get 429 with Retry-After. 0: no limit.")
+    request_timeout_s: float = Field(10.0, gt=0, description="A client must send a request's headers, and its body, "
+                                     "within this long (a slow client is cut off).")
+    connect_timeout_s: float = Field(5.0, gt=0, description="A new session that has not connected (ICE + DTLS) "
+                                     "this long after its answer is closed, freeing its slot.")
+    turn_secret: str = Field("", description="The TURN server's shared secret (coturn static-auth-secret): the page "
+                             "and the edge get short-lived credentials (TURN REST API) for the turn: servers in "
+                             "VOICEBUS_ICE_SERVERS instead of their static password.")
+    turn_ttl_s: int = Field(86400, gt=0, description="How long the TURN credentials handed out stay valid (a relay's "
+                            "refreshes use them too: longer than any conversation).")
     ice_servers: Annotated[list[IceServer], NoDecode] = Field(
         default_factory=list,
         description='STUN/TURN servers as JSON, e.g. [{"urls":["stun:stun.example.org:3478"]}] '
@@ -68,7 +87,7 @@ class IngestSettings(CommonSettings):
         "recogniser's lag. The responder keeps the paused reply's generation as long.")
     drain_timeout_s: float = Field(5.0, description="On SIGTERM, how long to wait for sessions and Kafka to flush.")
 
-    @field_validator("ice_servers", "ice_host_addresses", mode="before")
+    @field_validator("ice_servers", "ice_host_addresses", "allowed_origins", mode="before")
     @classmethod
     def _parse_list(cls, value: Any) -> Any:
         # Environment variables carry JSON; a plain comma-separated list is also accepted for addresses.

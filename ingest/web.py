@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from ingest.ice import ice_config
 from ingest.settings import IngestSettings
 
 STATIC = Path(__file__).parent / "static"
@@ -20,9 +21,11 @@ async def page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
-def config(settings: IngestSettings) -> web.Response:
-    """What the page needs before its offer: the ICE servers."""
-    return web.json_response({"iceServers": [s.model_dump(exclude_none=True) for s in settings.ice_servers]})
+def config(settings: IngestSettings, user: str) -> web.Response:
+    """What the page needs before its offer: the ICE servers (with TURN credentials of its own when the TURN
+    server shares a secret with the edge)."""
+    return web.json_response({"iceServers": ice_config(settings.ice_servers, settings.turn_secret, user, time.time(),
+                                                       settings.turn_ttl_s)})
 
 
 def body_too_large(request: web.Request, limit: int) -> web.Response | None:
@@ -30,15 +33,3 @@ def body_too_large(request: web.Request, limit: int) -> web.Response | None:
     if (request.content_length or 0) > limit:
         return error(413, f"body over {limit} bytes")
     return None
-
-
-def bearer_auth(token: str) -> Any:
-    """A middleware: with a token set, every /v1/ request must carry 'Authorization: Bearer <token>' (401)."""
-
-    @web.middleware
-    async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
-        if token and request.path.startswith("/v1/") and request.headers.get("Authorization") != f"Bearer {token}":
-            return error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-        return await handler(request)
-
-    return auth

@@ -140,6 +140,8 @@ class WorkerPool:
         read_fd, write_fd = os.pipe()
         env = {**os.environ, **_env_of(self.settings), "VOICEBUS_NODE_ID": worker.node_id,
                "VOICEBUS_INGEST_HOST": "127.0.0.1", "VOICEBUS_INGEST_PORT": "0", "VOICEBUS_AUTH_TOKEN": self._token,
+               # the front checks tokens, origins and rates; a worker hears only the front
+               "VOICEBUS_SESSION_SECRET": "", "VOICEBUS_OPERATOR_SECRET": "", "VOICEBUS_OFFERS_PER_MINUTE": "0",
                "PYTHONUNBUFFERED": "1"}
         worker.started_at, worker.ready_after_s = time.monotonic(), None
         try:

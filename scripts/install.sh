@@ -14,6 +14,7 @@ command -v mvn >/dev/null || need+=(maven)
 if [ "$want_test" = 1 ]; then
   command -v kcat >/dev/null || need+=(kcat)
   [ -x /usr/lib/chromium/chromium ] || command -v chromium >/dev/null || need+=(chromium)
+  command -v turnserver >/dev/null || need+=(coturn)  # a real TURN server checks the credentials the edge hands out
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing system packages: ${need[*]}"

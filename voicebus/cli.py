@@ -160,9 +160,38 @@ def _schemas(argv: list[str]) -> int:
     return 0
 
 
+def _token(argv: list[str]) -> int:
+    from ingest.settings import IngestSettings
+    from ingest.tokens import mint, parse_duration, verify
+
+    parser = argparse.ArgumentParser(prog="voicebus token", description="issue a signed session token for the "
+                                     "edge (signed with VOICEBUS_SESSION_SECRET); prints the token")
+    parser.add_argument("action", choices=["issue"])
+    parser.add_argument("--ttl", default="10m", help="how long it may open sessions: 90s, 10m, 2h, 1d (default 10m)")
+    parser.add_argument("--max-sessions", type=int, default=1, help="sessions it may hold at once (default 1)")
+    parser.add_argument("--user", default="", help="who it is for (logged; the TURN username)")
+    parser.add_argument("--json", action="store_true", help="print the token with its claims as JSON")
+    args = parser.parse_args(argv)
+    secret = IngestSettings().session_secret
+    try:
+        token = mint(secret, parse_duration(args.ttl), args.max_sessions, args.user)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        import json
+        from dataclasses import asdict
+
+        print(json.dumps({"token": token, **asdict(verify(secret, token, 0))}))
+    else:
+        print(token)
+    return 0
+
+
 BUILTIN = {"kafka": (_kafka, "start / stop / status of the local broker (or cluster: --brokers 3)"),
            "topics": (_topics, "create the registry's topics"),
-           "schemas": (_schemas, "export JSON Schemas and an AsyncAPI document")}
+           "schemas": (_schemas, "export JSON Schemas and an AsyncAPI document"),
+           "token": (_token, "issue a signed session token for the edge")}
 
 
 def main(argv: list[str] | None = None) -> int:
