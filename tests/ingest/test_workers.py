@@ -189,3 +189,28 @@ def test_worker_metrics_merge_into_one_exposition() -> None:
         'lat_ms_bucket{node="b",le="1"} 2', 'lat_ms_sum{node="b"} 1.5', 'lat_ms_count{node="b"} 2',
     ]
     assert merge_metrics({}) == ""
+
+
+async def test_the_front_holds_a_signed_tokens_sessions_until_they_end_on_their_worker(
+        topics: root.TestTopics) -> None:
+    from ingest.tokens import mint
+
+    settings = edge_settings(topics, node_id=FRONT, ingest_workers=2, session_secret="k" * 32)
+    url = f"http://127.0.0.1:{settings.ingest_port}"
+    token = mint(settings.session_secret, 600, 1, "ann")
+    first, second = EdgeClient(url, token=token), EdgeClient(url, token=token)
+    async with running_front(settings) as node, aiohttp.ClientSession() as http:
+        try:
+            async with http.post(f"{url}/v1/sessions", json={"sdp": "v=0", "type": "offer"}) as resp:
+                assert resp.status == 401
+            await first.connect()
+            async with http.post(f"{url}/v1/sessions", json={"sdp": "v=0", "type": "offer"},
+                                 headers={"Authorization": f"Bearer {token}"}) as resp:
+                assert resp.status == 429 and "Retry-After" in resp.headers  # its one session is held
+            await first.close()  # ends on its worker; the worker's report frees the token's slot at the front
+            await node.pool.wait_for(lambda: sum(len(w.sessions) for w in node.pool.workers) == 0, timeout_s=10)
+            await second.connect()
+            assert second.node_id in (W1, W2)
+        finally:
+            await first.close()
+            await second.close()
