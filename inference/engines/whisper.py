@@ -90,7 +90,7 @@ class WhisperAsr(AsrEngine):
         self._beam_size = beam_size
         self._model: Any = None
         self._vocabulary: Vocabulary | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+        self._pool: ThreadPoolExecutor | None = None
 
     def _load(self) -> tuple[Any, Vocabulary]:
         if self._model is None:
@@ -119,6 +119,8 @@ class WhisperAsr(AsrEngine):
 
     def submit(self, audio: np.ndarray) -> Future[str]:
         """``transcribe`` on the model's thread."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
         return self._pool.submit(self.transcribe, audio)
 
     async def warm(self) -> None:
@@ -129,7 +131,10 @@ class WhisperAsr(AsrEngine):
         return _WhisperStream(self, sample_rate)
 
     async def aclose(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stops the model's thread (the model stays loaded: a later utterance starts a new thread)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 class _WhisperStream(AsrStream):
