@@ -12,7 +12,7 @@ Measured per engine and mode: word error rate (words lower-cased, punctuation an
 last voiced frame) to the final (the VAD's stop decision, 240 ms later, plus the recogniser's remaining work;
 Kafka transit not included), and CPU seconds (all threads of this process) per second of audio fed.
 
-Run: python -m bench.asr [--engines pocketsphinx,whisper] [--speculate-ms 100]
+Run: python -m bench.asr [--engines pocketsphinx,whisper,whisper@30] [--speculate-ms 100]
 """
 
 from __future__ import annotations
@@ -168,10 +168,12 @@ async def measure(engine: AsrEngine, data: list[Clip], speculate_ns: int) -> Run
 
 
 def engine_named(name: str) -> AsrEngine:
-    if name == "whisper":
+    """``pocketsphinx``, ``whisper``, or ``whisper@S``: Whisper with an encoder window of at least S s."""
+    if name.startswith("whisper"):
         from inference.engines.whisper import WhisperAsr
 
-        return WhisperAsr()
+        _, _, window = name.partition("@")
+        return WhisperAsr(min_window_s=float(window or 10))
     from inference.engines.sphinx import PocketSphinxAsr
 
     return PocketSphinxAsr(keep_idle=1)
@@ -218,7 +220,8 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speech", type=Path, default=SPEECH)
-    parser.add_argument("--engines", default="pocketsphinx,whisper")
+    parser.add_argument("--engines", default="pocketsphinx,whisper,whisper@30",
+                        help="whisper@S: Whisper's encoder window at least S s (default 10; Whisper's own is 30)")
     parser.add_argument("--speculate-ms", type=int, nargs="*", default=[100],
                         help="pauses after which a speculative engine starts its final early (one mode each)")
     parser.add_argument("--texts", action="store_true", help="print each clip's transcript")
