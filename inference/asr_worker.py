@@ -2,8 +2,8 @@
 
 One recogniser stream per session while the person speaks, opened at the edge VAD's SpeechStarted (with a
 little audio from before it, kept in a short ring) and finished at its SpeechStopped, so the final text is out
-a few ms after the turn ends
-(a recogniser whose final takes longer starts it at the first pause: ``inference.speculation``).
+a few ms after the turn ends (a recogniser whose final takes longer starts it at the first pause:
+``inference.speculation``).
 At each speech stop an end-of-turn scorer (Smart Turn) also judges the turn's audio up to the stop, and its
 score goes out just before the utterance's final (``inference.turn_scoring``).
 The three topics are read with the range assignor: they are co-partitioned by session id, so one worker holds
@@ -130,6 +130,10 @@ class AsrWorker:
         m.counter("voicebus_asr_utterances_total", "Recogniser streams opened.", lambda: self.stats.utterances)
         m.counter("voicebus_asr_recogniser_errors_total", "Recogniser failures (the utterance is dropped).",
                   lambda: self.stats.errors)
+        m.counter("voicebus_asr_finals_prepared_total", "Finals started at a pause, before the speech stop "
+                  "(recognisers with a slow final).", lambda: self.stats.prepared)
+        m.counter("voicebus_asr_finals_prepared_used_total", "Finals started at a pause that were the utterance's "
+                  "final (the rest: the person went on).", lambda: self.stats.prepared_used)
         m.counter("voicebus_asr_turn_scores_total", "End-of-turn scores sent (one per speech stop).",
                   lambda: self.stats.scores)
         m.counter("voicebus_asr_turn_scores_missed_total", "Speech stops whose end-of-turn score was late or "
