@@ -155,16 +155,14 @@ async def transcribe(engine: AsrEngine, utt: Utt, speculate_ns: int, run: Run) -
         await stream.aclose()
 
 
-async def measure(engine: AsrEngine, data: list[Clip], speculate_ns: int) -> Run:
-    run = Run()
+async def measure(engine: AsrEngine, clip: Clip, speculate_ns: int, run: Run) -> None:
+    """One clip's utterances into ``run``: its text scored, CPU and audio added."""
     cpu0 = time.process_time()
-    for clip in data:
-        text = " ".join([await transcribe(engine, u, speculate_ns, run) for u in clip.utterances])
-        run.texts.append(text)
-        run.errors[clip.group] = run.errors.get(clip.group, 0) + word_errors(clip.ref, words(text))
-        run.ref_words[clip.group] = run.ref_words.get(clip.group, 0) + len(clip.ref)
-    run.cpu_s = time.process_time() - cpu0
-    return run
+    text = " ".join([await transcribe(engine, u, speculate_ns, run) for u in clip.utterances])
+    run.cpu_s += time.process_time() - cpu0
+    run.texts.append(text)
+    run.errors[clip.group] = run.errors.get(clip.group, 0) + word_errors(clip.ref, words(text))
+    run.ref_words[clip.group] = run.ref_words.get(clip.group, 0) + len(clip.ref)
 
 
 def engine_named(name: str) -> AsrEngine:
@@ -188,24 +186,32 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"utterances (edge VAD): {', '.join(f'{b} {sum(len(c.utterances) for c in cs)}' for b, cs in bands.items())}")
     print(f"{'engine':15} {'final started':18} {'band':10} {'WER libri':>9} {'WER misc':>8} {'p50 ms':>7} "
           f"{'p95 ms':>7} {'CPU s/s':>7} {'early used':>10}")
-    rows = []
+    variants = []  # (engine name, engine, mode, early start after ns)
     for name in args.engines.split(","):
         engine = engine_named(name)
         await engine.warm()
-        modes = [("at speech stop", 0)]
+        variants.append((name, engine, "at speech stop", 0))
         if engine.capabilities.speculative:
-            modes += [(f"after {ms} ms pause", ms * 1_000_000) for ms in args.speculate_ms]
-        for mode, speculate_ns in modes:
-            for band, data in bands.items():
-                run = await measure(engine, data, speculate_ns)
-                rows.append((name, mode, band, run))
-                early = f"{run.prepared_used}/{run.prepared}" if speculate_ns else "-"
-                print(f"{name:15} {mode:18} {band:10} {run.wer('librivox'):9.1%} {run.wer('misc'):8.1%} "
-                      f"{pct(run.lags_ms, 50):7.0f} {pct(run.lags_ms, 95):7.0f} {run.cpu_s / run.audio_s:7.3f} "
-                      f"{early:>10}")
-                if args.texts:
-                    for text in run.texts:
-                        print(f"    {text}")
+            variants += [(name, engine, f"after {ms} ms pause", ms * 1_000_000) for ms in args.speculate_ms]
+    # Clip by clip, every variant in turn: the machine's load changes over a run and hits them all alike.
+    runs = {(name, mode, band): Run() for band in bands for name, _, mode, _ in variants}
+    for band, data in bands.items():
+        for clip in data:
+            for name, engine, mode, speculate_ns in variants:
+                await measure(engine, clip, speculate_ns, runs[name, mode, band])
+    rows = []
+    for name, _, mode, speculate_ns in variants:
+        for band in bands:
+            run = runs[name, mode, band]
+            rows.append((name, mode, band, run))
+            early = f"{run.prepared_used}/{run.prepared}" if speculate_ns else "-"
+            print(f"{name:15} {mode:18} {band:10} {run.wer('librivox'):9.1%} {run.wer('misc'):8.1%} "
+                  f"{pct(run.lags_ms, 50):7.0f} {pct(run.lags_ms, 95):7.0f} {run.cpu_s / run.audio_s:7.3f} "
+                  f"{early:>10}")
+            if args.texts:
+                for text in run.texts:
+                    print(f"    {text}")
+    for engine in {id(v[1]): v[1] for v in variants}.values():
         await engine.aclose()
     print("\nWER libri: the 5 librivox clips; misc: goforward + jfk. p50/p95: end of speech -> final, over the "
           "utterances (the VAD's 240 ms stop decision included). early used: finals started at a pause that were "
