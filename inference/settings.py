@@ -29,8 +29,9 @@ class HttpEngineSettings(CommonSettings):
 class AsrSettings(HttpEngineSettings):
     asr_engine: Literal["whisper", "pocketsphinx", "openai"] = Field(
         "whisper", description="ASR engine: whisper (Whisper tiny.en embedded, extra `asr-whisper`; punctuated "
-        "finals, no partials), pocketsphinx (embedded, extra `asr`; lighter, partials, about four times the word "
-        "errors) or openai (a Whisper server).")
+        "finals, no partials), pocketsphinx (embedded, extra `asr`; partials, a smaller install, but three times "
+        "Whisper's word errors on clean speech, six times on telephone audio, and three times its CPU) or "
+        "openai (a Whisper server). Measured with python -m bench.asr.")
     asr_whisper_threads: int = Field(1, ge=1, description="CPU threads of the embedded Whisper model (utterances "
                                      "of all sessions queue for it).")
     asr_whisper_min_window_s: float = Field(
