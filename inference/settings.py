@@ -36,8 +36,9 @@ class AsrSettings(HttpEngineSettings):
                                      "of all sessions queue for it).")
     asr_whisper_min_window_s: float = Field(
         10.0, ge=1, le=30, description="Shortest encoder window of the embedded Whisper (the utterance plus 1 s "
-        "of silence, at least this). Measured: 10 s keeps the word errors of 30 s (within one word on the "
-        "librivox clips) at a fifth of the time; windows under ~5 s make the decoder repeat itself.")
+        "of silence, at least this). Measured (python -m bench.asr): 10 s keeps the word errors of 30 s "
+        "(within two words on the librivox clips) at a quarter of the CPU; 6-8 s lose words, windows ending "
+        "right after the speech make the decoder repeat itself.")
     asr_speculate_after_ms: int = Field(
         100, ge=0, description="Unvoiced audio after speech (by the edge VAD's per-frame flag) at which a "
         "recogniser with a slow final (whisper) starts it, before the VAD decides speech stopped; if the person "
