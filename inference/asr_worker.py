@@ -264,7 +264,8 @@ class AsrWorker:
         if prepare:
             self.stats.prepared += 1
             await utt.stream.prepare()
-        if self.engine.capabilities.streaming and utt.fed_until_ns >= utt.next_partial_ns:
+        caps = self.engine.capabilities
+        if (caps.streaming or caps.speculative) and utt.fed_until_ns >= utt.next_partial_ns:
             utt.next_partial_ns = utt.fed_until_ns + self.settings.asr_partial_interval_ms * 1_000_000
             text = await utt.stream.partial()
             if text and text != utt.partial:

@@ -23,7 +23,9 @@ class EngineError(Exception):
 @dataclass(frozen=True)
 class AsrCapabilities:
     streaming: bool  # partial text while audio is still arriving (else only a final result)
-    speculative: bool = False  # ``prepare`` starts the final early (worth it when a final takes long)
+    # ``prepare`` starts the final early (worth it when a final takes long); ``partial`` then gives the text of
+    # the last preparation once it is ready: the words up to a pause.
+    speculative: bool = False
 
 
 class AsrStream(ABC):

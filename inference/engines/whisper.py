@@ -149,6 +149,7 @@ class _WhisperStream(AsrStream):
         self._bytes = 0
         self._prepared: tuple[int, Future[str]] | None = None  # (audio bytes it covers, its text to come)
         self._final: str | None = None
+        self._partial = ""
         self._open = True
 
     def _audio(self, upto: int | None = None) -> np.ndarray:
@@ -165,7 +166,14 @@ class _WhisperStream(AsrStream):
             self._bytes += len(data)
 
     async def partial(self) -> str:
-        return self._final or ""
+        """The text of the last preparation that is ready (the words up to a pause), never waiting for one."""
+        if self._final is not None:
+            return self._final
+        prepared = self._prepared
+        if prepared is not None and prepared[1].done() and not prepared[1].cancelled():
+            if prepared[1].exception() is None:
+                self._partial = prepared[1].result()
+        return self._partial
 
     async def prepare(self) -> None:
         if self._final is not None or not self._open:

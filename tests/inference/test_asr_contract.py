@@ -86,6 +86,7 @@ async def test_a_prepared_final_is_the_final_of_the_audio_it_heard(asr_engine, s
         await stream.prepare()
         await stream.push(bytes(FRAME_BYTES * 10))
         assert said(await stream.finish_prepared()) == "go forward ten meters"
+        assert said(await stream.partial()) in ("", "go forward ten meters")  # once final, the final
     finally:
         await stream.aclose()
     stream = await asr_engine.stream(16000)

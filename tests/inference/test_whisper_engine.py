@@ -3,11 +3,14 @@ decoding, the encoder window."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
+import numpy as np
 import pytest
 
 from tests.inference.conftest import shared_whisper
+from tests.inference.recordings import load
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +45,17 @@ def test_tokens_are_decoded_as_byte_level_bpe(engine_module):
 ])
 def test_the_encoder_window(engine_module, seconds, min_window_s, frames):
     assert engine_module.window_frames(int(seconds * 16000), min_window_s) == frames
+
+
+async def test_partial_is_the_prepared_text_once_ready(engine_module, speech_dir):
+    engine = shared_whisper()
+    stream = await engine.stream(16000)
+    try:
+        await stream.push(load(speech_dir / "misc" / "goforward.wav"))
+        assert await stream.partial() == ""
+        await stream.prepare()
+        await stream.push(bytes(640 * 5))  # the pause goes on
+        await asyncio.wrap_future(engine.submit(np.zeros(0, np.float32)))  # the model's queue runs in order
+        assert (await stream.partial()).rstrip(".").lower() == "go forward 10 meters"
+    finally:
+        await stream.aclose()
