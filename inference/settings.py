@@ -29,7 +29,7 @@ class HttpEngineSettings(CommonSettings):
 class AsrSettings(HttpEngineSettings):
     asr_engine: Literal["whisper", "pocketsphinx", "openai"] = Field(
         "whisper", description="ASR engine: whisper (Whisper tiny.en embedded, extra `asr-whisper`; punctuated "
-        "finals, no partials), pocketsphinx (embedded, extra `asr`; partials, a smaller install, but three times "
+        "finals, partials only at pauses), pocketsphinx (embedded, extra `asr`; word-by-word partials, a smaller install, but three times "
         "Whisper's word errors on clean speech, six times on telephone audio, and three times its CPU) or "
         "openai (a Whisper server). Measured with python -m bench.asr.")
     asr_whisper_threads: int = Field(1, ge=1, description="CPU threads of the embedded Whisper model (utterances "
