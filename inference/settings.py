@@ -29,9 +29,9 @@ class HttpEngineSettings(CommonSettings):
 class AsrSettings(HttpEngineSettings):
     asr_engine: Literal["whisper", "pocketsphinx", "openai"] = Field(
         "whisper", description="ASR engine: whisper (Whisper tiny.en embedded, extra `asr-whisper`; punctuated "
-        "finals, partials only at pauses), pocketsphinx (embedded, extra `asr`; word-by-word partials, a smaller install, but three times "
-        "Whisper's word errors on clean speech, six times on telephone audio, and three times its CPU) or "
-        "openai (a Whisper server). Measured with python -m bench.asr.")
+        "finals, partials only at pauses), pocketsphinx (embedded, extra `asr`; word-by-word partials, a smaller "
+        "install, but three times Whisper's word errors on clean speech, six times on telephone audio, and three "
+        "times its CPU) or openai (a Whisper server). Measured with python -m bench.asr.")
     asr_whisper_threads: int = Field(1, ge=1, description="CPU threads of the embedded Whisper model (utterances "
                                      "of all sessions queue for it).")
     asr_whisper_min_window_s: float = Field(
