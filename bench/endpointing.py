@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     datasets: dict[str, tuple[list[Track], bool]] = {
         "librivox + jfk, one turn per recording (edge VAD, pocketsphinx, Smart Turn)": (
             single_speaker(single, scorer), True),
+        "the same with Whisper tiny.en (punctuated finals)": (single_speaker(single, scorer, "whisper"), True),
         "AMI meetings (.rttm turns; no words; Smart Turn on the mix)": (ami_scored(args.speech / "ami", scorer), True),
+        "the same with Whisper's words (of the mix)": (ami_scored(args.speech / "ami", scorer, "whisper"), True),
         "librivox (.lab + word alignment; one read sentence per clip)": (librivox(args.speech / "librivox"), False),
         "AMI meetings (.rttm; no words: thresholds only)": (ami(args.speech / "ami"), False),
         "synthetic conversations with mid-sentence pauses": (synthetic(args.synthetic_turns), False),

@@ -1,5 +1,5 @@
 """Real recordings for the endpointing benchmark with the real parts in the loop: the edge's VAD (Silero and its
-segmenter) cuts the utterances, the embedded recogniser (pocketsphinx) gives their words, and Smart Turn scores
+segmenter) cuts the utterances, an embedded recogniser (pocketsphinx or Whisper) gives their words, and Smart Turn scores
 each pause the way the ASR worker does (the turn's audio up to the VAD's stop decision, its last 8 s).
 
 Single-speaker recordings (librivox, jfk) are one turn each: every pause inside is a pause, the end is the end.
@@ -17,8 +17,8 @@ import numpy as np
 
 from bench.endpointing_data import Track, Utterance, ami
 from inference.asr_worker import TURN_PREROLL_MS
+from inference.engines.base import AsrEngine
 from inference.engines.smart_turn import SmartTurn
-from inference.engines.sphinx import PocketSphinxAsr
 from ingest.engines.vad import SileroVad
 from ingest.speech import Segmenter, SpeechStop, VadParams
 from runtime.pcm import read_wav
@@ -59,7 +59,7 @@ def scored(scorer: SmartTurn, samples: np.ndarray, utterances: list[Utterance]) 
     return [replace(u, p_complete=p) for u, p in zip(utterances, ps, strict=True)]
 
 
-async def _words(asr: PocketSphinxAsr, samples: np.ndarray, spans: list[tuple[int, int]]) -> list[str]:
+async def _words(asr: AsrEngine, samples: np.ndarray, spans: list[tuple[int, int]]) -> list[str]:
     out = []
     for start, end in spans:
         stream = await asr.stream(16000)
@@ -69,9 +69,19 @@ async def _words(asr: PocketSphinxAsr, samples: np.ndarray, spans: list[tuple[in
     return out
 
 
-def single_speaker(wavs: list[Path], scorer: SmartTurn) -> list[Track]:
+def recogniser(name: str) -> AsrEngine:
+    if name == "whisper":
+        from inference.engines.whisper import WhisperAsr
+
+        return WhisperAsr()
+    from inference.engines.sphinx import PocketSphinxAsr
+
+    return PocketSphinxAsr(keep_idle=1)
+
+
+def single_speaker(wavs: list[Path], scorer: SmartTurn, asr_name: str = "pocketsphinx") -> list[Track]:
     """One track of one turn per recording: the edge VAD's utterances, the recogniser's words, scores."""
-    asr = PocketSphinxAsr(keep_idle=1)
+    asr = recogniser(asr_name)
     tracks = []
     for wav in wavs:
         samples, _ = read_wav(wav)
@@ -83,13 +93,18 @@ def single_speaker(wavs: list[Path], scorer: SmartTurn) -> list[Track]:
     return tracks
 
 
-def ami_scored(folder: Path, scorer: SmartTurn) -> list[Track]:
-    """The .rttm turns of each speaker (bench.endpointing_data.ami), scored on the meeting's mix."""
+def ami_scored(folder: Path, scorer: SmartTurn, asr_name: str | None = None) -> list[Track]:
+    """The .rttm turns of each speaker (bench.endpointing_data.ami), scored on the meeting's mix; with
+    ``asr_name``, each utterance's words are that recogniser's, of the mix (else a neutral placeholder)."""
     tracks = []
+    asr = recogniser(asr_name) if asr_name else None
     for rttm in sorted(folder.glob("*.rttm")):
         samples, _ = read_wav(rttm.with_suffix(".wav"))
         for track in ami(folder, only=rttm.stem):
             flat = [u for turn in track for u in turn]
+            if asr is not None:
+                texts = asyncio.run(_words(asr, samples, [(u.start_ms, u.end_ms) for u in flat]))
+                flat = [replace(u, text=t) for u, t in zip(flat, texts, strict=True)]
             scores = iter(scored(scorer, samples, flat))
             tracks.append([[next(scores) for _ in turn] for turn in track])
     return tracks

@@ -2,17 +2,17 @@
 
 One recogniser stream per session while the person speaks, opened at the edge VAD's SpeechStarted (with a
 little audio from before it, kept in a short ring) and finished at its SpeechStopped, so the final text is out
-a few ms after the turn ends.
+a few ms after the turn ends (a recogniser whose final takes longer starts it at the first pause:
+``inference.speculation``).
 At each speech stop an end-of-turn scorer (Smart Turn) also judges the turn's audio up to the stop, and its
-score goes out just before the utterance's final: it runs here because this worker already holds the session's
-audio, while the turn processor sees only events and the edge's per-frame path must stay lean. The three topics are read with the range assignor: they are co-partitioned by
-session id, so one worker holds all of a session. Audio is short-lived state: offsets are auto-committed and a
+score goes out just before the utterance's final (``inference.turn_scoring``).
+The three topics are read with the range assignor: they are co-partitioned by session id, so one worker holds
+all of a session. Audio is short-lived state: offsets are auto-committed and a
 worker that takes over a session mid-utterance transcribes what it still finds in its ring.
 
 Each transcript is also copied, as a SpeechRecognised, to the reply topic of the edge node holding the session
 (the node named by the VAD events), so that the edge shows the person their words without reading every
-session's transcripts. The copy never holds up the transcript: a node whose reply topic is not known yet is
-looked up in the background, and its copies are skipped meanwhile.
+session's transcripts (``inference.reply_nodes``).
 """
 
 from __future__ import annotations
@@ -26,11 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
 
+from inference import speculation
 from inference.engine_choice import make_asr, make_turn_scorer
 from inference.engines.base import AsrEngine, AsrStream, EngineError, TurnEndEngine
+from inference.reply_nodes import ReplyNodes
 from inference.settings import AsrSettings
+from inference.speculation import Speculation
+from inference.turn_scoring import TURN_PREROLL_MS, ScoreStats, TurnAudio, TurnScoring
 from runtime.kafka import make_consumer, make_producer
 from runtime.metrics import ServiceMetrics, serve_metrics, stop_serving
 from runtime.service import run_until_signal
@@ -46,13 +49,11 @@ log = logging.getLogger(__name__)
 
 CONSUMES = (AUDIO, VAD, SESSIONS)  # co-partitioned: one worker holds all of a session
 RING_MS = 2000  # audio kept before a SpeechStarted arrives (the VAD topic may lag the audio topic)
-TURN_AUDIO_MS = 8000  # what the scorer sees of a turn: its last 8 s (Smart Turn's window)
-TURN_PREROLL_MS = 500  # audio before the turn's first speech start that is scored with it (as Pipecat does)
 STOP_WAIT_S = 0.5  # after SpeechStopped, finish anyway once the session's audio has stalled this long
-NODE_LOOKUP_S = 5.0  # how long a node's reply topic is looked up for; unknown nodes are looked up again after 10 s
 # Events of the subscribed topics that the worker does nothing with: a record whose type header names one is
 # passed over undecoded (the edge sends a VadProgress per 20 ms frame for a while after every utterance).
 IGNORED_TYPES = frozenset(m.model_fields["type"].default.encode() for m in (VadProgress, SessionStarted))
+__all__ = ["AsrWorker", "RING_MS", "STOP_WAIT_S", "TURN_PREROLL_MS", "main"]
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Utterance:
     vad_end_wall_ns: int | None = None  # when the edge decided speech stopped (the final's lag is from here)
     partial: str = ""
     next_partial_ns: int = 0
+    speculation: Speculation = field(default_factory=Speculation)
 
 
 @dataclass
@@ -75,24 +77,21 @@ class Session:
     utterance: Utterance | None = None
     last_audio: float = field(default_factory=time.monotonic)
     media_ns: int = 0  # media time of the last transcript sent: never goes backwards (schemas.conversation)
-    recent: deque[AudioFrame] = field(default_factory=deque)  # the last TURN_AUDIO_MS, for the scorer
-    turn_start_ns: int = 0  # first speech start after a pause of at least asr_turn_gap_ms
-    last_end_ns: int | None = None  # the last utterance's speech end
+    turn: TurnAudio = field(default_factory=TurnAudio)  # for the end-of-turn scorer
     node_id: str = ""  # the edge node holding the session (from its VAD events): where the words are copied
 
 
 @dataclass
-class Stats:
+class Stats(ScoreStats):
     utterances: int = 0
     partials: int = 0
     finals: int = 0
     empty_finals: int = 0
     errors: int = 0
+    prepared: int = 0  # finals started at a pause (speculatively)
+    prepared_used: int = 0  # ... that were the utterance's final
     final_lag_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # speech over -> final out
     finals_after_vad_end_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # wall clock
-    scores: int = 0
-    scores_missed: int = 0  # not ready within asr_turn_score_wait_ms, or failed: the final went alone
-    score_wait_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # final ready -> score ready
 
 
 def _type_header(record: Any) -> bytes | None:
@@ -116,10 +115,13 @@ class AsrWorker:
         self.engine = engine or make_asr(settings)
         self.scorer = scorer or make_turn_scorer(settings)
         self.stats = Stats()
+        self._scoring = (TurnScoring(self.scorer, settings.asr_turn_score_wait_ms / 1000, self.stats)
+                         if self.scorer is not None else None)
+        self._speculate_ns = (settings.asr_speculate_after_ms * 1_000_000
+                              if self.engine.capabilities.speculative else 0)
         self._sessions: dict[str, Session] = {}
         self._producer: Any = None
-        self._nodes: dict[str, tuple[bool, float]] = {}  # node id -> (reply topic exists, until when)
-        self._lookups: dict[str, asyncio.Task[None]] = {}
+        self._nodes: ReplyNodes | None = None
         self._changed = asyncio.Event()
         self.metrics = m = ServiceMetrics("asr")
         self.tasks = Supervisor(m, "voicebus_asr")
@@ -128,6 +130,10 @@ class AsrWorker:
         m.counter("voicebus_asr_utterances_total", "Recogniser streams opened.", lambda: self.stats.utterances)
         m.counter("voicebus_asr_recogniser_errors_total", "Recogniser failures (the utterance is dropped).",
                   lambda: self.stats.errors)
+        m.counter("voicebus_asr_finals_prepared_total", "Finals started at a pause, before the speech stop "
+                  "(recognisers with a slow final).", lambda: self.stats.prepared)
+        m.counter("voicebus_asr_finals_prepared_used_total", "Finals started at a pause that were the utterance's "
+                  "final (the rest: the person went on).", lambda: self.stats.prepared_used)
         m.counter("voicebus_asr_turn_scores_total", "End-of-turn scores sent (one per speech stop).",
                   lambda: self.stats.scores)
         m.counter("voicebus_asr_turn_scores_missed_total", "Speech stops whose end-of-turn score was late or "
@@ -155,6 +161,7 @@ class AsrWorker:
                                  auto_commit_interval_ms=1000,
                                  partition_assignment_strategy=(RangePartitionAssignor,))
         self._producer = make_producer(s)
+        self._nodes = ReplyNodes(self._producer, lambda node: s.topic(replies_topic(node)))
         await self._producer.start()
         await consumer.start()
         self.metrics.consumer = consumer
@@ -171,9 +178,7 @@ class AsrWorker:
             await stop_serving(metrics)
             for sid in list(self._sessions):
                 await self._end_session(sid)
-            for task in list(self._lookups.values()):
-                task.cancel()
-            await asyncio.gather(*self._lookups.values(), return_exceptions=True)
+            await self._nodes.aclose()
             await consumer.stop()
             await self._producer.stop()
             await self.engine.aclose()
@@ -239,9 +244,7 @@ class AsrWorker:
         while session.ring and session.ring[0].media_ns < frame.media_ns - RING_MS * 1_000_000:
             session.ring.popleft()
         if self.scorer is not None:
-            session.recent.append(frame)
-            while session.recent[0].media_ns < frame.media_ns - TURN_AUDIO_MS * 1_000_000:
-                session.recent.popleft()
+            session.turn.add(frame)
         utt = session.utterance
         if utt is None:
             return
@@ -256,7 +259,13 @@ class AsrWorker:
             return  # before the utterance, or fed already
         await utt.stream.push(frame.pcm)
         utt.fed_until_ns = frame.media_ns + frame.duration_ns
-        if self.engine.capabilities.streaming and utt.fed_until_ns >= utt.next_partial_ns:
+        utt.speculation, prepare = speculation.on_frame(utt.speculation, utt.fed_until_ns, frame.duration_ns,
+                                                        frame.voiced, self._speculate_ns)
+        if prepare:
+            self.stats.prepared += 1
+            await utt.stream.prepare()
+        caps = self.engine.capabilities
+        if (caps.streaming or caps.speculative) and utt.fed_until_ns >= utt.next_partial_ns:
             utt.next_partial_ns = utt.fed_until_ns + self.settings.asr_partial_interval_ms * 1_000_000
             text = await utt.stream.partial()
             if text and text != utt.partial:
@@ -277,9 +286,7 @@ class AsrWorker:
 
     async def _open(self, session_id: str, start_ns: int) -> Utterance:
         session = self._sessions[session_id]
-        gap_ns = self.settings.asr_turn_gap_ms * 1_000_000
-        if session.last_end_ns is None or start_ns - session.last_end_ns >= gap_ns:
-            session.turn_start_ns = start_ns
+        session.turn.speech_started(start_ns, self.settings.asr_turn_gap_ms * 1_000_000)
         rate = session.ring[-1].sample_rate if session.ring else 16000
         utt = session.utterance = Utterance(await self.engine.stream(rate), start_ns)
         self.stats.utterances += 1
@@ -306,14 +313,17 @@ class AsrWorker:
         if utt is None:
             return
         t0 = time.perf_counter()
-        scoring = self._score(session, utt)  # alongside the recogniser's last work
+        # Scored alongside the recogniser's last work.
+        scoring = self._scoring.start(session.turn, utt.stop_decided_ns) if self._scoring else None
+        prepared = utt.stop_ns is not None and speculation.stands(utt.speculation, utt.stop_ns)
         try:
-            text = " ".join((await utt.stream.finish()).split())
+            text = " ".join((await (utt.stream.finish_prepared() if prepared else utt.stream.finish())).split())
         finally:
             await utt.stream.aclose()
+        self.stats.prepared_used += prepared
         end_ns = max(utt.stop_ns if utt.stop_ns is not None else utt.fed_until_ns, utt.start_ns)
-        session.last_end_ns = end_ns
-        probability = await self._score_result(session_id, scoring)
+        session.turn.last_end_ns = end_ns
+        probability = await self._scoring.result(session_id, scoring) if self._scoring else None
         # The score first (schemas.conversation): a turn processor that has the final has the score too.
         if probability is not None:
             await self._send(session_id, EndOfTurnScored(
@@ -331,32 +341,6 @@ class AsrWorker:
             self.stats.finals_after_vad_end_ms.append((time.time_ns() - utt.vad_end_wall_ns) / 1e6)
         if not text:
             log.info("utterance gave no words", extra={"session_id": session_id})
-
-    def _score(self, session: Session, utt: Utterance) -> asyncio.Task[float] | None:
-        """Start scoring the turn's audio up to the VAD's stop decision (a little silence after the words, as
-        the model learnt it), from shortly before the turn's first speech: an utterance without a VAD stop is
-        not at a pause and is not scored."""
-        if self.scorer is None or utt.stop_decided_ns is None:
-            return None
-        since = session.turn_start_ns - TURN_PREROLL_MS * 1_000_000
-        pcm = b"".join(f.pcm for f in session.recent if since <= f.media_ns < utt.stop_decided_ns)
-        return asyncio.ensure_future(self.scorer.score(pcm)) if pcm else None
-
-    async def _score_result(self, session_id: str, scoring: asyncio.Task[float] | None) -> float | None:
-        if scoring is None:
-            return None
-        t0 = time.perf_counter()
-        done, _ = await asyncio.wait({scoring}, timeout=self.settings.asr_turn_score_wait_ms / 1000)
-        self.stats.score_wait_ms.append((time.perf_counter() - t0) * 1000)
-        if not done:
-            scoring.cancel()  # a late score would break the contract (after the final): it is not sent
-        elif not scoring.cancelled() and scoring.exception() is None:
-            self.stats.scores += 1
-            return scoring.result()
-        elif not scoring.cancelled():
-            log.error("end-of-turn scorer failed: %s", scoring.exception(), extra={"session_id": session_id})
-        self.stats.scores_missed += 1
-        return None
 
     async def _drop_utterance(self, session_id: str) -> None:
         session = self._sessions.get(session_id)
@@ -393,7 +377,7 @@ class AsrWorker:
         await self._producer.send(self.settings.topic(spec.name), spec.codec.encode(event), key=session_id.encode())
         self.metrics.events_out.inc()
         node = self._sessions[session_id].node_id
-        if isinstance(event, TranscriptPartial | TranscriptFinal) and node and self._node_known(node):
+        if isinstance(event, TranscriptPartial | TranscriptFinal) and node and self._nodes.known(node):
             copy = SpeechRecognised(**event.model_dump(include={"session_id", "seq", "media_ns", "wall_ns", "text",
                                                                 "start_media_ns", "end_media_ns"}),
                                     final=isinstance(event, TranscriptFinal))
@@ -401,30 +385,9 @@ class AsrWorker:
                                       key=session_id.encode())
             self.metrics.events_out.inc()
 
-    # -- the edge nodes' reply topics ----------------------------------------------------------------------
-
     def _held_by(self, session: Session, node_id: str) -> None:
         session.node_id = node_id
-        self._node_known(node_id)  # looked up now, so that it is known by the utterance's first transcript
-
-    def _node_known(self, node_id: str) -> bool:
-        """Whether the node's reply topic exists, as last found; a lookup starts when that answer is stale."""
-        known, until = self._nodes.get(node_id, (False, 0.0))
-        if time.monotonic() >= until and node_id not in self._lookups:
-            self._lookups[node_id] = asyncio.create_task(self._look_up(node_id), name=f"node-{node_id}")
-        return known
-
-    async def _look_up(self, node_id: str) -> None:
-        topic = self.settings.topic(replies_topic(node_id))
-        try:
-            await asyncio.wait_for(self._producer.partitions_for(topic), NODE_LOOKUP_S)
-            known = True
-        except (TimeoutError, KafkaError):
-            known = False
-            if node_id not in self._nodes:
-                log.warning("no reply topic %s: that node's sessions are transcribed, their words not shown", topic)
-        self._nodes[node_id] = (known, time.monotonic() + (300.0 if known else 10.0))
-        del self._lookups[node_id]
+        self._nodes.known(node_id)  # looked up now, so that it is known by the utterance's first transcript
 
 
 def main(argv: list[str]) -> int:

@@ -12,6 +12,10 @@ def make_asr(s: AsrSettings) -> AsrEngine:
         from inference.engines.openai_compat import OpenAiAsr
 
         return OpenAiAsr(s.endpoint(s.asr_openai_url, s.asr_openai_model, s.asr_openai_key), s.asr_language)
+    if s.asr_engine == "whisper":
+        from inference.engines.whisper import WhisperAsr
+
+        return WhisperAsr(threads=s.asr_whisper_threads, min_window_s=s.asr_whisper_min_window_s)
     from inference.engines.sphinx import PocketSphinxAsr
 
     return PocketSphinxAsr()

@@ -27,8 +27,22 @@ class HttpEngineSettings(CommonSettings):
 
 
 class AsrSettings(HttpEngineSettings):
-    asr_engine: Literal["pocketsphinx", "openai"] = Field(
-        "pocketsphinx", description="ASR engine: pocketsphinx (embedded, extra `asr`) or openai (a Whisper server).")
+    asr_engine: Literal["whisper", "pocketsphinx", "openai"] = Field(
+        "whisper", description="ASR engine: whisper (Whisper tiny.en embedded, extra `asr-whisper`; punctuated "
+        "finals, partials only at pauses), pocketsphinx (embedded, extra `asr`; word-by-word partials, a smaller "
+        "install, but three times Whisper's word errors on clean speech, six times on telephone audio, and three "
+        "times its CPU) or openai (a Whisper server). Measured with python -m bench.asr.")
+    asr_whisper_threads: int = Field(1, ge=1, description="CPU threads of the embedded Whisper model (utterances "
+                                     "of all sessions queue for it).")
+    asr_whisper_min_window_s: float = Field(
+        10.0, ge=1, le=30, description="Shortest encoder window of the embedded Whisper (the utterance plus 1 s "
+        "of silence, at least this). Measured (python -m bench.asr): 10 s keeps the word errors of 30 s "
+        "(within two words on the librivox clips) at a quarter of the CPU; 6-8 s lose words, windows ending "
+        "right after the speech make the decoder repeat itself.")
+    asr_speculate_after_ms: int = Field(
+        100, ge=0, description="Unvoiced audio after speech (by the edge VAD's per-frame flag) at which a "
+        "recogniser with a slow final (whisper) starts it, before the VAD decides speech stopped; if the person "
+        "goes on it is started again at the next pause. 0: only at the speech stop.")
     asr_openai_url: str = Field("http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible "
                                 "transcription server (…/v1; the worker posts to /audio/transcriptions).")
     asr_openai_model: str = Field("whisper-1", description="Model name sent to the transcription server.")

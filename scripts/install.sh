@@ -25,7 +25,7 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-extras="vad,aec,tts-espeak,ops"
+extras="vad,aec,tts-espeak,ops,asr-whisper"
 [ "$want_test" = 1 ] && extras="$extras,test"
 .venv/bin/pip install -q -e ".[$extras]"
 # pocketsphinx's one dependency (sounddevice) is for microphones only and needs PortAudio: leave it out.

@@ -23,6 +23,9 @@ class EngineError(Exception):
 @dataclass(frozen=True)
 class AsrCapabilities:
     streaming: bool  # partial text while audio is still arriving (else only a final result)
+    # ``prepare`` starts the final early (worth it when a final takes long); ``partial`` then gives the text of
+    # the last preparation once it is ready: the words up to a pause.
+    speculative: bool = False
 
 
 class AsrStream(ABC):
@@ -39,6 +42,16 @@ class AsrStream(ABC):
     @abstractmethod
     async def finish(self) -> str:
         """The final text of everything pushed. The stream takes no more audio afterwards."""
+
+    async def prepare(self) -> None:
+        """Start working out the text of the audio pushed so far, in the background (at a pause, before the
+        utterance is known to be over). A later ``prepare`` replaces it. Engines without
+        ``capabilities.speculative`` ignore it."""
+
+    async def finish_prepared(self) -> str:
+        """Like ``finish``, but the text is the last ``prepare``'s: the caller knows that what was pushed after
+        it is no speech. Without a preparation, the same as ``finish``."""
+        return await self.finish()
 
     @abstractmethod
     async def aclose(self) -> None:

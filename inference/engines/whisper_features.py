@@ -87,3 +87,17 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
     mel = np.log10(np.maximum(1e-10, _FILTERS_T @ power.T))[:, :-1]  # the reference drops the last frame
     mel = np.maximum(mel, mel.max() - 8.0)  # an 80 dB range below the loudest bin
     return ((mel + 4.0) / 4.0).astype(np.float32)
+
+
+def whisper_log_mel(audio: np.ndarray, frames: int) -> np.ndarray:
+    """Whisper's own input, ``[80, frames]`` float32: ``audio`` (16 kHz float in [-1, 1]) zero-padded at the end
+    to ``frames`` hops and cut there, as OpenAI's ``log_mel_spectrogram`` of the audio with its padding: the
+    silence counts towards the loudest-bin clamp, and no normalisation (that is Smart Turn's variant)."""
+    x = np.zeros(frames * HOP, np.float64)
+    n = min(audio.size, x.size)
+    x[:n] = audio[:n]
+    padded = np.pad(x, N_FFT // 2, mode="reflect")
+    power = np.abs(np.fft.rfft(sliding_window_view(padded, N_FFT)[::HOP] * _WINDOW, axis=-1)) ** 2
+    mel = np.log10(np.maximum(1e-10, _FILTERS_T @ power.T))[:, :frames]
+    mel = np.maximum(mel, mel.max() - 8.0)
+    return ((mel + 4.0) / 4.0).astype(np.float32)

