@@ -91,7 +91,9 @@ class WindowStream:
         if window >= self.scored:
             return None
         offset = window - (self.scored - len(self._probs))
-        return self._probs[offset] if offset >= 0 else float("nan")
+        if offset < 0:
+            raise LookupError(f"window {window} is forgotten (the last {KEPT} are kept)")
+        return self._probs[offset]
 
     def close(self) -> None:
         self.closed = True
