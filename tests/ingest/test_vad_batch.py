@@ -167,3 +167,37 @@ def test_at_the_end_frames_still_waiting_are_handed_on() -> None:
     near_end.flush()
     assert [h.tag for h in heard] == [0, 1, 2]
     assert heard[2].probability == heard[1].probability  # the last probability scored
+
+
+def _opus_packets(pcm16k: np.ndarray) -> list[bytes]:
+    import av
+
+    from runtime.pcm import Resampler
+
+    pcm = Resampler(RATE, 48_000)(pcm16k)
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format, encoder.bit_rate = 48_000, "mono", "s16", 32_000
+    packets = []
+    for i in range(0, len(pcm) - 960 + 1, 960):
+        frame = av.AudioFrame.from_ndarray(pcm[i:i + 960].reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 48_000, i
+        packets += [bytes(p) for p in encoder.encode(frame)]
+    return packets
+
+
+async def test_inbound_frames_reach_the_session_in_order_within_a_loop_turn_of_their_window() -> None:
+    import time
+
+    from ingest.inbound import Inbound, ProcessedFrame
+
+    got: list[ProcessedFrame] = []
+    inbound = Inbound(NearEnd(SileroVad(), VadParams()), lambda frame, decisions, barge_in: got.append(frame))
+    packets = _opus_packets(SAMPLES[:100 * FRAME_SAMPLES])
+    for seq, payload in enumerate(packets):
+        inbound.on_packet(seq, seq * 960, payload, time.time_ns())
+        await asyncio.sleep(0)  # one loop turn: this packet's window, if it completed one, is scored
+        assert inbound.frames - len(got) == inbound.near_end.waiting <= 1
+    assert [f.index for f in got] == list(range(len(got)))
+    assert not any(f.concealed for f in got)
+    inbound.close()  # the frame still waiting goes out too
+    assert [f.index for f in got] == list(range(inbound.frames)) and inbound.frames >= len(packets) - 1
