@@ -113,7 +113,7 @@ class Inbound:
             for raw in self._framer.push(self._resampler(pcm48), concealed=slot.payload is None):
                 self._process(raw)
         # A missing packet holds the ones behind it only until its deadline: then it is concealed. The timer is
-        # re-armed only when the deadline moved (on a clean network there is none, and most packets change nothing).
+        # re-armed only when the deadline moved (a packet that released nothing, one behind a gap, leaves it).
         deadline = self.buffer.deadline_ns()
         if deadline == self._timer_deadline:
             return
