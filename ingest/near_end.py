@@ -133,18 +133,24 @@ class NearEnd:
 
     def _release(self) -> None:
         vad, raw_vad, waiting = self._vad, self._raw_vad, self._waiting
+        heard = None
         while waiting:
             w = waiting[0]
             p = vad.probability(w.window)
             if p is None:
-                return
+                break
             raw_p = None
             if w.playing and raw_vad is not None:
                 raw_p = raw_vad.probability(w.window)
                 if raw_p is None:
-                    return
+                    break
             waiting.popleft()
+            heard = w.window
             self._hear(w, p, raw_p)
+        if heard is not None:  # the next frame may share the last one's window, none needs an earlier one
+            vad.forget(heard)
+            if raw_vad is not None:
+                raw_vad.forget(heard)
 
     def _hear(self, w: _Waiting, probability: float, raw_p: float | None) -> None:
         if self._guard is not None:

@@ -35,7 +35,7 @@ WINDOW = 512  # the model's window at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous window the model sees first
 _FRESH = np.zeros((2, 1, 128), dtype=np.float32)  # the model's state before any audio (read only: shared)
 _FRESH.flags.writeable = False
-KEPT = 16  # probabilities each stream remembers (frames wait for at most one or two windows)
+KEPT = 4096  # probabilities a stream remembers at most (131 s) if its reader does not ``forget`` them
 
 
 def window_of(frame_index: int) -> int:
@@ -57,7 +57,9 @@ class WindowStream:
         self._fill = CONTEXT  # samples in _buf: the context, then samples of the window being filled
         self.windows = 0  # windows completed (scored, skipped or queued)
         self.scored = 0  # windows whose probability is known (scored or skipped), in order
-        self._probs: deque[float] = deque(maxlen=KEPT)  # of windows [scored - len, scored)
+        # Of windows [scored - len, scored): until the reader forgets them (a burst of frames after a stall of the
+        # loop completes many windows in one turn; their frames are handed on only after the whole run).
+        self._probs: deque[float] = deque(maxlen=KEPT)
         self.last = 0.0  # the last probability scored
         self.queued: deque[np.ndarray] = deque()  # complete windows (context + window) waiting for the batch
         self.closed = False
@@ -92,8 +94,15 @@ class WindowStream:
             return None
         offset = window - (self.scored - len(self._probs))
         if offset < 0:
-            raise LookupError(f"window {window} is forgotten (the last {KEPT} are kept)")
+            raise LookupError(f"window {window} is forgotten")
         return self._probs[offset]
+
+    def forget(self, before: int) -> None:
+        """The reader needs no window before ``before`` any more."""
+        probs, first = self._probs, self.scored - len(self._probs)
+        while probs and first < before:
+            probs.popleft()
+            first += 1
 
     def close(self) -> None:
         self.closed = True

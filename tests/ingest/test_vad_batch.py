@@ -201,3 +201,19 @@ async def test_inbound_frames_reach_the_session_in_order_within_a_loop_turn_of_t
     assert not any(f.concealed for f in got)
     inbound.close()  # the frame still waiting goes out too
     assert [f.index for f in got] == list(range(inbound.frames)) and inbound.frames >= len(packets) - 1
+
+
+async def test_a_burst_of_frames_in_one_loop_turn_is_heard_in_full() -> None:
+    # After a stall of the event loop the receive buffer releases many frames at once: their windows are scored in
+    # one run, and every frame must still find its own window's probability.
+    pcm = SAMPLES[:120 * FRAME_SAMPLES]
+    reference = alone(pcm)
+    heard: list[Heard] = []
+    near_end = NearEnd(SileroVad(), VadParams(), sink=heard.append)
+    for burst in (range(0, 100), range(100, 120)):  # 100 frames: 62 windows in one turn
+        for k in burst:
+            near_end.process(pcm[k * FRAME_SAMPLES:(k + 1) * FRAME_SAMPLES], k * NS_PER_FRAME, 0, k)
+        assert len(heard) < burst[-1]
+        await asyncio.sleep(0)
+    assert [h.tag for h in heard] == list(range(120))
+    assert all(h.probability == pytest.approx(reference[window_of(h.tag)], abs=1e-5) for h in heard)
