@@ -53,11 +53,12 @@ class Listener(Protocol):
 def edge_listener() -> Listener:
     from ingest.engines import build_audio_processing
     from ingest.engines.vad import SileroVad
-    from ingest.near_end import NearEnd
+    from ingest.near_end import Heard, NearEnd
     from ingest.speech import VadParams
 
     echo, ns = build_audio_processing(aec=True, ns=True)
-    near_end = NearEnd(SileroVad(), VadParams(), echo, ns)
+    heard: list[Heard] = []  # frames whose VAD window is scored (no event loop runs here: at once)
+    near_end = NearEnd(SileroVad(), VadParams(), echo, ns, sink=heard.append)
 
     class Edge:
         def far(self, pcm: np.ndarray) -> None:
@@ -65,7 +66,10 @@ def edge_listener() -> Listener:
 
         def near(self, pcm: np.ndarray, media_ns: int, playing: bool) -> bool:
             near_end.playing(playing)
-            return near_end.process(pcm, media_ns, media_ns).barge_in is not None
+            near_end.process(pcm, media_ns, media_ns)
+            barge_in = any(h.barge_in is not None for h in heard)
+            heard.clear()
+            return barge_in
 
     return Edge()
 

@@ -1,13 +1,18 @@
 """Load on one edge process: K concurrent aiortc sessions, each speaking real speech and hearing a reply stream.
 
     .venv/bin/python -m bench.edge_load --sessions 1 10 25 50 --seconds 15
+    .venv/bin/python -m bench.edge_load --sessions 10 20 25 --trees ../wt-base .   # two checkouts, back to back
 
 Needs a broker (VOICEBUS_KAFKA_BOOTSTRAP, default 127.0.0.1:9092). The edge runs as its own process
 (``voicebus ingest``), pinned to CPU 0 when there are two or more CPUs; the clients run here, on the others.
 Per K it prints: edge CPU per session, capture -> packet arrival at the edge (edge histogram, RTCP-synced),
 capture -> producer accepted the frame (record CreateTime) and capture -> frame consumed from Kafka (exact
 client capture times), reply inter-arrival at the clients (|gap - 20 ms|) and the edge's send lateness
-against its 20 ms grid, frames dropped and concealed.
+against its 20 ms grid, frames dropped and concealed, and the machine's load average over the last minute (the
+edge shares the machine with the clients and whatever else runs: compare rows of one run).
+
+``--trees`` runs the edge from other checkouts (its code on PYTHONPATH first), each K against each tree in turn
+with a fresh edge, so a change is compared with its base under the same load.
 """
 
 from __future__ import annotations
@@ -129,33 +134,46 @@ async def run_k(k: int, seconds: float, bootstrap: str, port: int, edge_pid: int
         "dropped": delta("voicebus_ingest_frames_dropped_total"),
         "concealed": delta("voicebus_ingest_frames_concealed_total"),
         "frames in": delta("voicebus_ingest_frames_in_total"),
+        "load avg 1 min": f"{os.getloadavg()[0]:.1f}",
     }
+
+
+async def start_edge(tree: Path, port: int, prefix: str, no_pin: bool) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "VOICEBUS_TOPIC_PREFIX": prefix, "VOICEBUS_NODE_ID": NODE, "VOICEBUS_INGEST_PORT": str(port),
+           "VOICEBUS_MAX_SESSIONS": "200", "VOICEBUS_ICE_HOST_ADDRESSES": "127.0.0.1", "VOICEBUS_LOG_LEVEL": "WARNING",
+           "VOICEBUS_OFFERS_PER_MINUTE": "0",  # every caller comes from this one address
+           "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])}
+    pin = ["taskset", "-c", "0"] if (os.cpu_count() or 1) >= 2 and not no_pin else []
+    single = ["--single"] if (tree / "ingest" / "front.py").exists() else []  # one edge process, not its workers
+    edge = subprocess.Popen([*pin, sys.executable, "-m", "voicebus.cli", "ingest", *single], env=env, cwd=tree)
+    for _ in range(300):  # the edge is up when /healthz answers (bounded: 30 s)
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz")
+            break
+        except OSError:
+            await asyncio.sleep(0.1)
+    return edge
 
 
 async def main_async(args: argparse.Namespace) -> None:
     bootstrap = os.environ.get("VOICEBUS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     prefix = f"bench{uuid.uuid4().hex[:6]}."
-    env = {**os.environ, "VOICEBUS_TOPIC_PREFIX": prefix, "VOICEBUS_NODE_ID": NODE, "VOICEBUS_INGEST_PORT": str(args.port),
-           "VOICEBUS_MAX_SESSIONS": "200", "VOICEBUS_ICE_HOST_ADDRESSES": "127.0.0.1", "VOICEBUS_LOG_LEVEL": "WARNING"}
-    pin = ["taskset", "-c", "0"] if (os.cpu_count() or 1) >= 2 and not args.no_pin else []
-    if pin:
+    if (os.cpu_count() or 1) >= 2 and not args.no_pin:
         os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)))
-    edge = subprocess.Popen([*pin, sys.executable, "-m", "voicebus.cli", "ingest", "--single"], env=env)
-    try:
-        for _ in range(300):  # the edge is up when /healthz answers (bounded: 30 s)
+    clips = [Clip.of(load_speech(p)) for p in sorted((SPEECH / "librivox").glob("*.wav"))]
+    clips.append(Clip.of(load_speech(SPEECH / "misc" / "jfk.wav")))
+    reply = np.tile(load_speech(SPEECH / "misc" / "jfk.wav"), int(args.seconds // 11) + 2)
+    trees = [Path(t).resolve() for t in args.trees]
+    rows = []
+    for k in args.sessions:
+        for tree in trees:
+            edge = await start_edge(tree, args.port, prefix, args.no_pin)
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/healthz")
-                break
-            except OSError:
-                await asyncio.sleep(0.1)
-        clips = [Clip.of(load_speech(p)) for p in sorted((SPEECH / "librivox").glob("*.wav"))]
-        clips.append(Clip.of(load_speech(SPEECH / "misc" / "jfk.wav")))
-        reply = np.tile(load_speech(SPEECH / "misc" / "jfk.wav"), int(args.seconds // 11) + 2)
-        rows = [await run_k(k, args.seconds, bootstrap, args.port, edge.pid, clips, reply, prefix)
-                for k in args.sessions]
-    finally:
-        edge.terminate()
-        edge.wait(timeout=30)
+                row = await run_k(k, args.seconds, bootstrap, args.port, edge.pid, clips, reply, prefix)
+            finally:
+                edge.terminate()
+                edge.wait(timeout=30)
+            rows.append({"tree": tree.name, **row} if len(trees) > 1 else row)
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
@@ -169,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--port", type=int, default=18180)
     parser.add_argument("--no-pin", action="store_true", help="do not pin the edge to CPU 0")
+    parser.add_argument("--trees", nargs="+", default=[str(Path(__file__).resolve().parents[1])],
+                        help="checkouts to run the edge from, each K against each in turn (default: this one)")
     asyncio.run(main_async(parser.parse_args(argv)))
     return 0
 

@@ -2,7 +2,9 @@
 the near end (echo cancellation, noise suppression, VAD, the speech/echo/barge-in gate) -> frame and decisions
 handed to the session.
 
-All of it runs on the event loop, synchronously per packet; nothing here awaits.
+All of it runs on the event loop, synchronously per packet; nothing here awaits. A frame reaches the session
+once the VAD has scored the model window holding its centre (``ingest.near_end``): usually later in the same
+event-loop turn, in one batch with the other sessions' windows.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 
 from ingest.audio import OPUS_RATE, RTP_TICKS_PER_FRAME, CaptureClock, Framer, OpusDecoder, RawFrame, ntp_to_unix_ns
 from ingest.jitter import TS_MOD, AdaptiveJitterBuffer, Slot, unwrap
-from ingest.near_end import NearEnd
+from ingest.near_end import Heard, NearEnd
 from ingest.speech import Decision, SpeechStart
 from runtime.pcm import Resampler
 from schemas.audio import NS_PER_FRAME, RATE
@@ -46,6 +48,7 @@ class Inbound:
         self.buffer = AdaptiveJitterBuffer(max_wait_ms=max_wait_ms)
         self.clock = CaptureClock()
         self.near_end = near_end
+        near_end.sink = self._heard
         self._decoder = OpusDecoder()
         self._resampler = Resampler(OPUS_RATE, RATE)
         self._framer = Framer()
@@ -54,6 +57,7 @@ class Inbound:
         self._ts_ref: int | None = None  # last extended RTP timestamp, to unwrap sender reports against
         self._last_arrival = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: int | None = None  # the receive buffer's deadline the timer is armed for
         self._grace = False
         self._closed = False
         self.frames = 0
@@ -76,12 +80,16 @@ class Inbound:
             self.clock.on_sender_report(ntp_to_unix_ns(ntp), unwrap(rtp_ts, self._ts_ref, TS_MOD))
 
     def close(self) -> None:
+        """No more packets; the frames still waiting for the VAD go to the sink now."""
+        if self._closed:
+            return
         self._closed = True
         if self._timer:
             self._timer.cancel()
+        self.near_end.flush()
 
     def _poll(self, deadline_ns: int) -> None:
-        self._timer = None
+        self._timer, self._timer_deadline = None, None
         if self._closed:
             return
         now = time.time_ns()
@@ -91,6 +99,7 @@ class Inbound:
             self._grace = True
             loop = asyncio.get_running_loop()
             self._timer = loop.call_at(loop.time() + STALL_NS / 1e9, self._poll, deadline_ns)
+            self._timer_deadline = deadline_ns
             return
         self._grace = False
         self._deliver(self.buffer.poll(now))
@@ -103,11 +112,15 @@ class Inbound:
             self._last_arrival = slot.arrival_ns
             for raw in self._framer.push(self._resampler(pcm48), concealed=slot.payload is None):
                 self._process(raw)
-        # A missing packet holds the ones behind it only until its deadline: then it is concealed.
+        # A missing packet holds the ones behind it only until its deadline: then it is concealed. The timer is
+        # re-armed only when the deadline moved (a packet that released nothing, one behind a gap, leaves it).
         deadline = self.buffer.deadline_ns()
+        if deadline == self._timer_deadline:
+            return
         if self._timer:
             self._timer.cancel()
             self._timer = None
+        self._timer_deadline = deadline
         if deadline is not None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_at(loop.time() + max(0, deadline - time.time_ns()) / 1e9, self._poll, deadline)
@@ -116,8 +129,11 @@ class Inbound:
         assert self._first_ts is not None
         media_ns = raw.index * NS_PER_FRAME
         capture_ns = self.clock.capture_ns(self._first_ts + raw.index * RTP_TICKS_PER_FRAME)
-        heard = self.near_end.process(raw.pcm, media_ns, capture_ns)
         self.frames += 1
         self.concealed += raw.concealed
-        self._sink(ProcessedFrame(raw.index, media_ns, capture_ns, self._last_arrival, raw.pcm, heard.pcm,
-                                  heard.probability, heard.voiced, raw.concealed), heard.decisions, heard.barge_in)
+        self.near_end.process(raw.pcm, media_ns, capture_ns, (raw.index, self._last_arrival, raw.concealed))
+
+    def _heard(self, heard: Heard) -> None:
+        index, arrival_ns, concealed = heard.tag
+        self._sink(ProcessedFrame(index, heard.media_ns, heard.wall_ns, arrival_ns, heard.raw, heard.pcm,
+                                  heard.probability, heard.voiced, concealed), heard.decisions, heard.barge_in)

@@ -48,16 +48,16 @@ log = logging.getLogger(__name__)
 TASK = "kafka-publisher"
 PROBE_INTERVAL_S = 0.5  # between failed probes of a broker that is away (each also waits its request timeout)
 QUEUED, SENT, DROPPED = 0, 1, 2
+KEYS_KEPT = 10_000  # session keys kept encoded
 
 
 class _Item:
     __slots__ = ("topic", "key", "value", "headers", "queued_ns", "order", "session_id", "is_event", "heartbeat",
                  "state")
 
-    def __init__(self, topic: str, session_id: str, value: bytes, headers: list[tuple[str, bytes]] | None,
-                 order: int, is_event: bool, heartbeat: bool = False) -> None:
-        self.topic, self.session_id, self.key, self.value, self.headers = (topic, session_id, session_id.encode(),
-                                                                            value, headers)
+    def __init__(self, topic: str, session_id: str, key: bytes, value: bytes,
+                 headers: list[tuple[str, bytes]] | None, order: int, is_event: bool, heartbeat: bool = False) -> None:
+        self.topic, self.session_id, self.key, self.value, self.headers = topic, session_id, key, value, headers
         self.queued_ns, self.order = time.perf_counter_ns(), order
         self.is_event, self.heartbeat, self.state = is_event, heartbeat, QUEUED
 
@@ -81,6 +81,11 @@ class Publisher:
         self._down_since = 0.0
         self._dropped_at_down = (0, 0)
         self._session_drops: dict[str, int] = {}  # frames of each session dropped (its SessionEnded says so)
+        # Made once, not per frame: the audio topic's name, each event topic's, and each session's key.
+        self._audio_topic = topic_prefix + AUDIO.name
+        self._topics: dict[str, str] = {}
+        self._keys: dict[str, bytes] = {}
+        self._headers: dict[str, list[tuple[str, bytes]]] = {}
         metrics.gauge("voicebus_ingest_kafka_up", "1 while the broker acknowledges what the edge publishes.",
                       lambda: int(self.connected))
 
@@ -116,8 +121,8 @@ class Publisher:
             return False
         if len(self._audio) >= self._audio_bound:
             self._drop_frame(self._audio.popleft().session_id)  # the oldest speech goes first
-        self._audio.append(_Item(self._prefix + AUDIO.name, frame.session_id, encode_frame(frame), None,
-                                 next(self._order), False))
+        self._audio.append(_Item(self._audio_topic, frame.session_id, self._key(frame.session_id), encode_frame(frame),
+                                 None, next(self._order), False))
         self._wakeup.set()
         return True
 
@@ -127,14 +132,25 @@ class Publisher:
         if self._closed or (self._live_events >= self._event_bound and not self._drop_heartbeat()):
             self._dropped(spec.name, event.session_id, self._metrics.events_dropped)
             return False
-        item = _Item(self._prefix + spec.name, event.session_id, spec.codec.encode(event),
-                     [(TYPE_HEADER, event.type.encode())], next(self._order), True, isinstance(event, VadProgress))
+        topic = self._topics.get(spec.name) or self._topics.setdefault(spec.name, self._prefix + spec.name)
+        headers = self._headers.get(event.type) or self._headers.setdefault(event.type,
+                                                                             [(TYPE_HEADER, event.type.encode())])
+        item = _Item(topic, event.session_id, self._key(event.session_id), spec.codec.encode(event), headers,
+                     next(self._order), True, isinstance(event, VadProgress))
         self._events.append(item)
         if item.heartbeat:
             self._heartbeats.append(item)
         self._live_events += 1
         self._wakeup.set()
         return True
+
+    def _key(self, session_id: str) -> bytes:
+        key = self._keys.get(session_id)
+        if key is None:
+            if len(self._keys) >= KEYS_KEPT:  # sessions come and go: forget them all now and then
+                self._keys.clear()
+            key = self._keys[session_id] = session_id.encode()
+        return key
 
     def take_frames_dropped(self, session_id: str) -> int:
         """Frames of the session dropped so far, forgotten once read (at the session's end)."""

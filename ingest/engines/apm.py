@@ -1,4 +1,9 @@
-"""WebRTC's audio processing module (AEC3, noise suppression) through livekit's ``rtc.AudioProcessingModule``."""
+"""WebRTC's audio processing module (AEC3, noise suppression) through livekit's ``rtc.AudioProcessingModule``.
+
+Each call crosses livekit's FFI (a protobuf request and reply, about 10 µs of Python per call, measured by
+bench.aec_cost), four per 20 ms frame with echo cancellation. What is ours to save is the rest: every 10 ms chunk
+goes through one buffer per direction, made once with its ``AudioFrame`` (the module works on it in place), instead
+of a new bytearray and frame per chunk."""
 
 from __future__ import annotations
 
@@ -18,16 +23,24 @@ class Apm:
         self._rtc: Any = optional_import("livekit.rtc", "aec")
         self._apm = self._rtc.AudioProcessingModule(
             echo_cancellation=echo_cancellation, noise_suppression=noise_suppression, high_pass_filter=True)
+        self._near, self._near_frame = self._chunk()
+        self._far, self._far_frame = self._chunk()
+
+    def _chunk(self) -> tuple[np.ndarray, Any]:
+        data = bytearray(CHUNK * 2)
+        return np.frombuffer(data, dtype=np.int16), self._rtc.AudioFrame(data, RATE, 1, CHUNK)
 
     def reverse(self, pcm: np.ndarray) -> None:
+        far, frame, process = self._far, self._far_frame, self._apm.process_reverse_stream
         for start in range(0, len(pcm) - CHUNK + 1, CHUNK):
-            frame = self._rtc.AudioFrame(bytearray(pcm[start:start + CHUNK].tobytes()), RATE, 1, CHUNK)
-            self._apm.process_reverse_stream(frame)
+            far[:] = pcm[start:start + CHUNK]
+            process(frame)
 
     def forward(self, pcm: np.ndarray) -> np.ndarray:
         out = np.empty_like(pcm)
+        near, frame, process = self._near, self._near_frame, self._apm.process_stream
         for start in range(0, len(pcm) - CHUNK + 1, CHUNK):
-            data = bytearray(pcm[start:start + CHUNK].tobytes())
-            self._apm.process_stream(self._rtc.AudioFrame(data, RATE, 1, CHUNK))  # in place
-            out[start:start + CHUNK] = np.frombuffer(data, dtype=np.int16)
+            near[:] = pcm[start:start + CHUNK]
+            process(frame)  # in place
+            out[start:start + CHUNK] = near
         return out

@@ -1,14 +1,21 @@
-"""Voice activity: a speech probability for every 20 ms frame."""
+"""Voice activity: a speech probability for every 20 ms frame.
+
+Two ways to run it: ``stream()`` answers each frame at once with the last complete model window (offline tools
+and tests), ``windows()`` is the edge's: the model's own windows, scored for all sessions of the process in one
+call per event-loop turn (``ingest.engines.vad_batch``)."""
 
 from __future__ import annotations
 
 import importlib.util
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ingest.engines.vad_batch import SileroBatch, WindowStream
 
 
 class VadStream(ABC):
@@ -24,6 +31,10 @@ class VadEngine(ABC):
 
     @abstractmethod
     def stream(self) -> VadStream: ...
+
+    @abstractmethod
+    def windows(self, listener: Callable[[], None] | None = None) -> WindowStream:
+        """A stream scored in the process's batch; ``listener`` is called after a run that scored its windows."""
 
 
 def silero_model_path() -> Path:
@@ -55,9 +66,13 @@ class SileroVad(VadEngine):
 
     def __init__(self) -> None:
         self.session = _silero_session()
+        self.batch = SileroBatch(self.session)  # one per engine: the edge makes one engine per process
 
     def stream(self) -> VadStream:
         return _SileroStream(self.session)
+
+    def windows(self, listener: Callable[[], None] | None = None) -> WindowStream:
+        return self.batch.stream(listener)
 
 
 class _SileroStream(VadStream):
