@@ -5,7 +5,9 @@ server runs it with Pipecat's own virtualenv, so it imports nothing from voicebu
   ``DELETE /v1/sessions/{id}``), so the same ``ingest.client.EdgeClient`` load runs against every peer.
 - The capture clock: the client's RTCP sender reports pair an RTP timestamp with the wall time its packet was
   sent (the client's microphone hands each frame over as it is captured), so a frame's capture time is known
-  from its RTP timestamp once the first report arrived. Client and server share this machine's clock.
+  from its RTP timestamp once the first report arrived. Client and server share this machine's clock. aiortc
+  hands out decoded frames with ``pts`` = RTP timestamp minus the first one it decoded; that origin is read from
+  the receiver (private, aiortc 1.16, as ``ingest.rtp_tap`` reads its own: bench code only).
 - ``GET /stats``: per frame that came out of the server's pipeline, capture -> out (ms), since the last call.
 """
 
@@ -29,10 +31,12 @@ class CaptureClock:
     def __init__(self) -> None:
         self._wall: float | None = None
         self._rtp = 0
+        self._mapper: Any = None
 
     def hook(self, receiver: Any) -> None:
         """Hear ``receiver``'s sender reports (aiortc has no public hook; ``ingest.rtp_tap`` does the same)."""
         original = receiver._handle_rtcp_packet
+        self._mapper = receiver._RTCRtpReceiver__timestamp_mapper
 
         async def handle(packet: Any) -> None:
             await original(packet)
@@ -43,10 +47,12 @@ class CaptureClock:
 
         receiver._handle_rtcp_packet = handle
 
-    def captured(self, rtp_timestamp: int) -> float | None:
-        if self._wall is None:
+    def captured(self, pts: int) -> float | None:
+        """Capture wall time of the decoded frame with this ``pts``."""
+        origin = self._mapper._origin if self._mapper is not None else None
+        if self._wall is None or origin is None:
             return None
-        delta = (rtp_timestamp - self._rtp + 2**31) % 2**32 - 2**31  # wraps at 32 bits
+        delta = (origin + pts - self._rtp + 2**31) % 2**32 - 2**31  # wraps at 32 bits
         return self._wall + delta / RTP_RATE
 
 
