@@ -168,7 +168,7 @@ async def run_level(server: Server, k: int, seconds: float, clips: list[Clip], r
     else:
         stats = json.loads(_get(f"{server.url}/stats"))
         latency, frames_out, dropped = stats["latency_ms"], stats["frames"], 0
-    jitter, lost = [], 0
+    jitter, lost, steps = [], 0, []
     for c in live:
         window = c.packets[heard0[id(c)]:]
         if len(window) < 2:
@@ -179,6 +179,7 @@ async def run_level(server: Server, k: int, seconds: float, clips: list[Clip], r
         at = np.array([p[2] for p in window])
         lost += int(np.sum(np.clip((np.diff(seq) % 65536) - 1, 0, None)))
         jitter += list(np.abs(np.diff(at) * 1000 - (np.diff(ts) % 2**32) / 48.0))
+        steps += list((np.diff(ts) % 2**32) / 48.0)
     if kafka_watch is not None:
         await kafka_watch.stop()
     for c in clients:
@@ -189,7 +190,7 @@ async def run_level(server: Server, k: int, seconds: float, clips: list[Clip], r
     return {"server": server.name, "K": k, "failed sessions": failed, "held": held,
             "cpu % per session": round(100 * cpu / wall / max(1, len(live)), 2),
             "cpu % total": round(100 * cpu / wall), "jitter p50 ms": pct(jitter, 50), "jitter p99 ms": jitter_p99,
-            "reply packets lost": lost, "input frames lost": input_lost,
+            "reply packet ms": pct(steps, 50), "reply packets lost": lost, "input frames lost": input_lost,
             "capture->pipeline p50 ms": pct(latency, 50), "capture->pipeline p99 ms": pct(latency, 99)}
 
 
