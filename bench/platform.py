@@ -81,6 +81,17 @@ async def run_level(url: str, sessions: int, turns: int, stagger_s: float, seed:
         values = [r[column] for r in answered_rows if r[column] is not None]
         for q in (50, 95, 99):
             server[f"{column.removesuffix('_ms')}_ms_p{q}"] = pct(values, q)
+    # Where the overhead goes: the responder -> voice.replies -> edge hop (first TTS audio to the first reply
+    # chunk at the edge; a speculative reply held until its commit counts from the commit) and the edge's
+    # playout start (reply at the edge to its first frame handed to the track).
+    hop = [r["reply_first_at_edge_offset_ms"] - max(r["tts_first_audio_offset_ms"], r["turn_committed_offset_ms"])
+           for r in answered_rows if r.get("reply_first_at_edge_offset_ms") is not None
+           and r.get("tts_first_audio_offset_ms") is not None and r.get("turn_committed_offset_ms") is not None]
+    start = [r["voice_to_voice_ms"] - r["reply_first_at_edge_offset_ms"] for r in answered_rows
+             if r.get("voice_to_voice_ms") is not None and r.get("reply_first_at_edge_offset_ms") is not None]
+    for name, values in (("reply_hop_ms", hop), ("playout_start_ms", start)):
+        for q in (50, 99):
+            server[f"{name}_p{q}"] = pct(values, q)
     client = [v for u in utterances if (v := u.client_v2v_ms) is not None]
     level = {"sessions": sessions, "utterances": len(utterances), "answered": summary["answered"],
              "turns_in_clickhouse": len(rows), "answering_turns_in_clickhouse": len(answered_rows),
@@ -129,9 +140,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| sessions | answered | turns in ClickHouse | client v2v p50 ms | client v2v p95 ms | server v2v p50 ms "
         "| server v2v p95 ms | endpointing p50 ms | model p50 ms | overhead p50 ms | overhead p99 ms "
-        "| overhead p50 / (floor p50 x hops) | barge-ins stopped | barge-in reaction p50 / p95 ms (from the person's "
-        "onset) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| overhead p50 / (floor p50 x hops) | responder -> edge hop p50 / p99 ms | playout start p50 / p99 ms "
+        "| barge-ins stopped | barge-in reaction p50 / p95 ms (from the person's onset) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lvl in report["levels"]:
         srv = lvl.get("server", {})
@@ -141,6 +152,8 @@ def markdown(report: dict[str, Any]) -> str:
                  lvl["client_v2v_ms_p50"], lvl["client_v2v_ms_p95"], srv.get("voice_to_voice_ms_p50"),
                  srv.get("voice_to_voice_ms_p95"), srv.get("endpointing_ms_p50"), srv.get("model_ms_p50"), overhead,
                  srv.get("platform_overhead_ms_p99"), ratio,
+                 f"{srv.get('reply_hop_ms_p50')} / {srv.get('reply_hop_ms_p99')}",
+                 f"{srv.get('playout_start_ms_p50')} / {srv.get('playout_start_ms_p99')}",
                  lvl.get("barge_ins"), f"{lvl.get('barge_in_reaction_ms_p50')} / {lvl.get('barge_in_reaction_ms_p95')}"]
         lines.append("| " + " | ".join("-" if c is None else (f"{c:.1f}" if isinstance(c, float) else str(c))
                                        for c in cells) + " |")
