@@ -30,7 +30,7 @@ from typing import Any
 
 from bench.kafka_floor import measure_hop
 from bench.reference_stack import Delays, reference_stack
-from bench.simulate import SPEECH, Script, converse, describe, pct, server_turns, summarize
+from bench.simulate import SPEECH, Script, converse, describe, pct, server_turns, summarize, warm_up
 from bench.utterances import Utterance
 from ingest.ice import use_host_addresses
 from runtime.settings import CommonSettings
@@ -179,20 +179,6 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
             say(f"level {sessions} left utterances unanswered: the sweep stops here")
             break
     return report
-
-
-async def warm_up(url: str, timeout_s: float) -> None:
-    """One short conversation until it is answered: the turn processor and the workers have joined their groups
-    and the first turn's one-off costs (connections, topic metadata) are paid before anything is measured."""
-    script = Script([SPEECH / "misc" / "goforward.wav"], 1, pause_s=0.0, reply_timeout_s=15.0, barge_in_every=0)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        [u] = await converse(url, "", script, 0, lambda u: None)
-        if u.answered:
-            say(f"warm-up answered after {u.client_v2v_ms} ms")
-            return
-        say(f"warm-up not answered yet ({u.note}); again")
-    raise RuntimeError(f"the platform answered no warm-up utterance within {timeout_s:.0f} s")
 
 
 def run_reference(args: argparse.Namespace) -> dict[str, Any]:

@@ -133,6 +133,20 @@ async def reaction(client: EdgeClient, turn_id: str, onset_frame: int, timeout_s
     return None if last is None else max(0.0, (hearing.arrivals[last] - onset_at) * 1000)
 
 
+async def warm_up(url: str, timeout_s: float) -> None:
+    """One short conversation until it is answered: the turn processor and the workers have joined their groups
+    and the first turn's one-off costs (connections, topic metadata) are paid before anything is measured."""
+    script = Script([SPEECH / "misc" / "goforward.wav"], 1, pause_s=0.0, reply_timeout_s=15.0, barge_in_every=0)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        [u] = await converse(url, "", script, 0, lambda u: None)
+        if u.answered:
+            print(f"warm-up answered (client voice-to-voice {u.client_v2v_ms} ms)", file=sys.stderr, flush=True)
+            return
+        print(f"warm-up not answered yet ({u.note}); again", file=sys.stderr, flush=True)
+    raise RuntimeError(f"the platform answered no warm-up utterance within {timeout_s:.0f} s")
+
+
 # -- ClickHouse --
 
 
@@ -276,4 +290,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--telemetry-timeout", type=float, default=20.0,
                         help="seconds to wait for the turns to land in ClickHouse")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    return asyncio.run(run(parser.parse_args(argv)))
+    parser.add_argument("--engines", choices=["embedded", "reference"], default="embedded",
+                        help="embedded: the platform at --url as it runs; reference: start `voicebus up` on the "
+                             "reference engines (as `voicebus bench --engines reference`) and talk to it")
+    args = parser.parse_args(argv)
+    if args.engines == "embedded":
+        return asyncio.run(run(args))
+    from bench.reference_stack import Delays, reference_stack
+
+    audio = [Path(p) for p in args.audio] or DEFAULT_AUDIO
+    with reference_stack(audio, Delays()) as stack:
+        print(f"platform up at {stack.url} on reference engines (logs in {stack.workdir})", file=sys.stderr)
+        args.url, args.ice_host = stack.url, args.ice_host or "127.0.0.1"
+        use_host_addresses([args.ice_host])
+        asyncio.run(warm_up(stack.url, 120.0))
+        return asyncio.run(run(args))
