@@ -160,6 +160,7 @@ async def run_level(server: Server, k: int, seconds: float, clips: list[Clip], r
         latency = []
     cpu, wall = tree_cpu_seconds(server.proc.pid) - cpu0, time.monotonic() - wall0  # type: ignore[union-attr]
     sent = sum(c.mic.n - sent0[id(c)] for c in live)
+    speech_starts: int | str = "-"
     if server.on_kafka:
         after = _get(f"{server.url}/metrics")
         frames_out = int(metric(after, "voicebus_ingest_frames_in_total") - metric(before, "voicebus_ingest_frames_in_total"))
@@ -168,6 +169,7 @@ async def run_level(server: Server, k: int, seconds: float, clips: list[Clip], r
     else:
         stats = json.loads(_get(f"{server.url}/stats"))
         latency, frames_out, dropped = stats["latency_ms"], stats["frames"], 0
+        speech_starts = stats["speech_starts"]
     jitter, lost, steps = [], 0, []
     for c in live:
         window = c.packets[heard0[id(c)]:]
@@ -190,7 +192,7 @@ async def run_level(server: Server, k: int, seconds: float, clips: list[Clip], r
     return {"server": server.name, "K": k, "failed sessions": failed, "held": held,
             "cpu % per session": round(100 * cpu / wall / max(1, len(live)), 2),
             "cpu % total": round(100 * cpu / wall), "jitter p50 ms": pct(jitter, 50), "jitter p99 ms": jitter_p99,
-            "reply packet ms": pct(steps, 50), "reply packets lost": lost, "input frames lost": input_lost,
+            "VAD speech starts": speech_starts, "reply packet ms": pct(steps, 50), "reply packets lost": lost, "input frames lost": input_lost,
             "capture->pipeline p50 ms": pct(latency, 50), "capture->pipeline p99 ms": pct(latency, 99)}
 
 
@@ -337,7 +339,7 @@ async def main_async(args: argparse.Namespace) -> str:
     unavailable: dict[str, str] = {}
     todo = servers(args.servers, kafka or "", prefix, reply_wav, pipecat_python or "")
     try:
-        if broker is not None:
+        if kafka:
             from runtime.provisioning import create_topics
             from runtime.settings import CommonSettings
 

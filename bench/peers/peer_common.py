@@ -60,6 +60,7 @@ class Stats:
     def __init__(self) -> None:
         self.latency_ms: list[float] = []
         self.frames = 0  # frames out of the pipeline, with or without a capture time yet
+        self.speech_starts = 0  # the server's VAD heard speech begin (shows the VAD ran)
 
     def out(self, captured: float | None) -> None:
         self.frames += 1
@@ -87,8 +88,9 @@ def app(offer: Offer, stats: Stats) -> web.Application:
         return web.json_response({"closed": close is not None})
 
     async def report(request: web.Request) -> web.Response:
-        body = {"latency_ms": stats.latency_ms, "frames": stats.frames, "sessions": len(sessions)}
-        stats.latency_ms, stats.frames = [], 0
+        body = {"latency_ms": stats.latency_ms, "frames": stats.frames, "sessions": len(sessions),
+                "speech_starts": stats.speech_starts}
+        stats.latency_ms, stats.frames, stats.speech_starts = [], 0, 0
         return web.json_response(body)
 
     async def health(request: web.Request) -> web.Response:

@@ -19,7 +19,7 @@ import wave
 import numpy as np
 from peer_common import CaptureClock, Stats, app, serve
 from pipecat.audio.vad.silero import SileroVADAnalyzer
-from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame
+from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame, VADUserStartedSpeakingFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.runner import PipelineRunner
 from pipecat.pipeline.task import PipelineParams, PipelineTask
@@ -61,6 +61,8 @@ class Probe(FrameProcessor):
             k = (self._samples - 1) // (frame.sample_rate // 50)  # the 20 ms input frame this one ends in
             self._stats.out(self._clock.captured(pts[k]) if k < len(pts) else None)
             return  # an app's STT would take it here
+        if isinstance(frame, VADUserStartedSpeakingFrame):
+            self._stats.speech_starts += 1
         await self.push_frame(frame, direction)
 
 
