@@ -91,6 +91,8 @@ def main() -> None:
             audio_in_enabled=True, audio_out_enabled=True, audio_in_sample_rate=RATE, audio_out_sample_rate=RATE))
         pipeline = Pipeline([transport.input(), VADProcessor(vad_analyzer=SileroVADAnalyzer()),
                              Probe(connection, clock, stats), transport.output()])
+        # PipelineTask / PipelineRunner are deprecated since 1.3 (PipelineWorker / WorkerRunner) but still run the
+        # same transport and VAD, which is what is measured.
         task = PipelineTask(pipeline, params=PipelineParams(audio_in_sample_rate=RATE, audio_out_sample_rate=RATE))
 
         @transport.event_handler("on_client_connected")
