@@ -3,9 +3,11 @@
 Everything the run owns is its own: a temporary data directory (chDB, the broker's state), a topic prefix, free
 ports for the broker, the edge, the telemetry sink's query endpoint and the reference server; the per-service
 metrics endpoints are off (they would collide with a platform already running here). The ASR worker, the
-responder's LLM and TTS point at the reference server; the end-of-turn scorer is off (it is a model: 60 ms of
-CPU per pause, the recogniser's kind of cost this mode leaves out). This process's environment gets the same
-settings, so the Kafka floor and the ClickHouse read-back talk to the same broker and sink.
+responder's LLM and TTS point at the reference server. The end-of-turn scorer (Smart Turn, about 60 ms of CPU per
+pause in the ASR worker) stays on: it is part of the turn decisions measured, and without it read speech's
+comma pauses end turns mid-sentence, so replies start over the caller (set VOICEBUS_ASR_TURN_SCORER=off in the
+environment to leave it out). This process's environment gets the same settings, so the Kafka floor and the
+ClickHouse read-back talk to the same broker and sink.
 """
 
 from __future__ import annotations
@@ -73,7 +75,6 @@ def platform_env(reference_url: str, workdir: Path, kafka: str | None) -> dict[s
         "VOICEBUS_TURN_METRICS_PORT": "0",
         "VOICEBUS_ASR_ENGINE": "openai",
         "VOICEBUS_ASR_OPENAI_URL": reference_url,
-        "VOICEBUS_ASR_TURN_SCORER": "off",
         "VOICEBUS_LLM_ENGINE": "openai",
         "VOICEBUS_LLM_OPENAI_URL": reference_url,
         "VOICEBUS_TTS_ENGINE": "openai",
