@@ -38,6 +38,7 @@ from schemas.audio import FRAME_MS
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 DEFAULT_AUDIO = [SPEECH / "misc" / name for name in ("goforward.wav", "jfk.wav")]
+MIC_STALL_S = 10.0  # longer than this behind its clock, the microphone is taken as no longer sending
 
 
 @dataclass(frozen=True)
@@ -71,19 +72,21 @@ async def converse(url: str, token: str, script: Script, index: int,
     try:
         for n, (path, pause_s) in enumerate(plan):
             rec = recording(path)
-            first_frame, _ = await mic.say(rec.clip)
+            # Bounded: a connection the edge dropped stops pulling the microphone, and its futures never resolve.
+            clip_s = len(rec.clip.frames) * FRAME_S + MIC_STALL_S
+            first_frame, _ = await asyncio.wait_for(mic.say(rec.clip), script.reply_timeout_s + 60)
             over = utterances[-1] if utterances and utterances[-1].barged_in else None
             if over is not None and over.answer_turn is not None:
                 over.barge_in_reaction_ms = await reaction(client, over.answer_turn, first_frame + int(
                     rec.speech_start_s / FRAME_S), script.reply_timeout_s)
             last_speech = max(0, int(np.ceil(rec.speech_end_s / FRAME_S)) - 1)  # the frame holding the end
             end_frame = first_frame + min(len(rec.clip.frames) - 1, last_speech)
-            speech_end_at = await mic.captured(end_frame)
+            speech_end_at = await asyncio.wait_for(mic.captured(end_frame), clip_s)
             u = Utterance(session_id, n, rec.name, first_frame,
                           first_frame * FRAME_MS + round(rec.speech_start_s * 1000),
                           first_frame * FRAME_MS + round(rec.speech_end_s * 1000), speech_end_at)
             utterances.append(u)
-            await mic.captured(first_frame + len(rec.clip.frames) - 1)  # the whole recording is spoken
+            await asyncio.wait_for(mic.captured(first_frame + len(rec.clip.frames) - 1), clip_s)  # all spoken
             try:
                 await hearing.wait_for(lambda: settle(u, client), script.reply_timeout_s)
             except TimeoutError:
