@@ -19,8 +19,9 @@ timestamp gap|, so 10 and 20 ms packets compare alike), reply packets lost (RTP 
 lost (sent by the clients minus came out of the server's pipeline, beyond one per session at the window's
 edges), capture -> pipeline p99 (the frame's capture time from the client's RTCP sender reports: for voicebus,
 capture -> frame consumed from Kafka, the same as ``bench.edge_load``), server CPU per session. A server holds K
-when jitter p99 <= 5 ms (``--jitter-ms``) and nothing was lost. The table gives, per server, the largest K it held (sessions per
-core) and the ratios to the floor and to Pipecat.
+when jitter p99 <= 5 ms (``--jitter-ms``), nothing was lost and capture -> pipeline p99 <= 500 ms
+(``--max-latency-ms``: beyond it the server fell behind). The table gives, per server, the largest K it held
+(sessions per core) and the ratios to the floor and to Pipecat.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 async def run_level(server: Server, k: int, seconds: float, clips: list[Clip], reply: np.ndarray,
-                    kafka: str, prefix: str, jitter_ms: float) -> dict[str, Any]:
+                    kafka: str, prefix: str, jitter_ms: float, max_latency_ms: float) -> dict[str, Any]:
     clients = [LoadClient(server.url) for _ in range(k)]
     failed = 0
     for c in clients:  # one by one: a burst of k ICE/DTLS handshakes is not what is measured
@@ -188,7 +189,9 @@ async def run_level(server: Server, k: int, seconds: float, clips: list[Clip], r
         await c.close()
     input_lost = max(0, sent - frames_out - len(live)) + dropped
     jitter_p99 = pct(jitter, 99)
-    held = (not failed and jitter_p99 is not None and jitter_p99 <= jitter_ms and lost == 0 and input_lost == 0)
+    late_p99 = pct(latency, 99)
+    held = (not failed and jitter_p99 is not None and jitter_p99 <= jitter_ms and lost == 0 and input_lost == 0
+            and late_p99 is not None and late_p99 <= max_latency_ms)
     return {"server": server.name, "K": k, "failed sessions": failed, "held": held,
             "cpu % per session": round(100 * cpu / wall / max(1, len(live)), 2),
             "cpu % total": round(100 * cpu / wall), "jitter p50 ms": pct(jitter, 50), "jitter p99 ms": jitter_p99,
@@ -355,7 +358,8 @@ async def main_async(args: argparse.Namespace) -> str:
                 continue
             try:
                 for k in args.sessions:
-                    row = await run_level(server, k, args.seconds, clips, reply, kafka or "", prefix, args.jitter_ms)
+                    row = await run_level(server, k, args.seconds, clips, reply, kafka or "", prefix, args.jitter_ms,
+                                          args.max_latency_ms)
                     rows.append(row)
                     print(f"{server.name} K={k}: {row}  (load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
                     if not row["held"] and not args.keep_going:
@@ -366,6 +370,8 @@ async def main_async(args: argparse.Namespace) -> str:
         if broker is not None:
             await asyncio.to_thread(broker.stop)
     load = os.getloadavg()
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "unavailable": unavailable, "load": load}, indent=2))
     return (table(rows, args.servers, {s.name: s.cores for s in todo}, unavailable, args.jitter_ms)
             + f"\n\nload average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; logs in {workdir}")
 
@@ -376,10 +382,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, nargs="+", default=[5, 10, 20, 30, 40])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window per level")
     parser.add_argument("--jitter-ms", type=float, default=5.0, help="reply jitter p99 a held level stays under")
+    parser.add_argument("--max-latency-ms", type=float, default=500.0,
+                        help="capture -> pipeline p99 a held level stays under (beyond it the server fell behind)")
+    parser.add_argument("--json", type=Path, default=None, help="write every level's numbers here")
     parser.add_argument("--keep-going", action="store_true", help="run every level even after one is not held")
     parser.add_argument("--kafka", default="", help="use this broker for voicebus (default: start one)")
     parser.add_argument("--pipecat-python", default="", help="Pipecat venv's python (default: bench/peers/setup.sh)")
-    print(asyncio.run(main_async(parser.parse_args(argv))))
+    args = parser.parse_args(argv)
+    print(asyncio.run(main_async(args)))
     return 0
 
 
