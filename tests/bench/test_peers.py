@@ -52,8 +52,8 @@ def test_capture_time_from_the_latest_sender_report(peer_common, origin, sr_rtp,
 
 
 def row(server: str, k: int, held: bool, jitter: float) -> dict:
-    return {"server": server, "K": k, "held": held, "jitter p99 ms": jitter, "capture->pipeline p99 ms": 90.0,
-            "cpu % per session": 3.0}
+    return {"server": server, "K": k, "failed sessions": 0, "jitter p99 ms": jitter, "reply packets lost": 0,
+            "input frames lost": 0 if held else 50, "capture->pipeline p99 ms": 90.0, "cpu % per session": 3.0}
 
 
 def test_sessions_per_core_and_the_ratios_to_the_floor_and_pipecat():
@@ -66,3 +66,11 @@ def test_sessions_per_core_and_the_ratios_to_the_floor_and_pipecat():
     assert summary["floor"][1:4] == ["20", "1.00", "2.00"]
     assert summary["voicebus"][1:4] == ["10", "0.50", "1.00"]
     assert "not available: no --workers option" in summary["voicebus-workers"][1]
+
+
+def test_a_looser_jitter_bound_counts_more_levels_as_held():
+    rows = [row("floor", 10, True, 2.0), row("floor", 20, True, 8.0), row("pipecat", 10, True, 12.0)]
+    strict = table(rows, ["floor", "pipecat"], {}, {}, 5.0).splitlines()
+    loose = table(rows, ["floor", "pipecat"], {}, {}, 20.0).splitlines()
+    assert [line.split(" | ")[1] for line in strict[2:4]] == ["10", "0"]
+    assert [line.split(" | ")[1] for line in loose[2:4]] == ["20", "10"]
