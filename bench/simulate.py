@@ -66,7 +66,11 @@ class Script:
 async def converse(url: str, token: str, script: Script, index: int,
                    progress: Callable[[Utterance], None]) -> list[Utterance]:
     client = EdgeClient(url, token)
-    session_id = await client.connect()
+    try:
+        session_id = await client.connect()
+    except TimeoutError as exc:  # said plainly: a loaded edge answers the offer but not the handshake in time
+        await client.close()
+        raise RuntimeError("connecting took longer than 15 s (ICE/DTLS with the edge)") from exc
     plan = script.plan(index)
     mic, hearing = client.mic, client.hearing
     utterances: list[Utterance] = []
@@ -75,7 +79,10 @@ async def converse(url: str, token: str, script: Script, index: int,
             rec = recording(path)
             # Bounded: a connection the edge dropped stops pulling the microphone, and its futures never resolve.
             clip_s = len(rec.clip.frames) * FRAME_S + MIC_STALL_S
-            first_frame, _ = await asyncio.wait_for(mic.say(rec.clip), script.reply_timeout_s + 60)
+            try:
+                first_frame, _ = await asyncio.wait_for(mic.say(rec.clip), script.reply_timeout_s + 60)
+            except TimeoutError as exc:
+                raise RuntimeError(f"the microphone stopped sending (utterance {n})") from exc
             over = utterances[-1] if utterances and utterances[-1].barged_in else None
             if over is not None and over.answer_turn is not None:
                 over.barge_in_reaction_ms = await reaction(client, over.answer_turn, first_frame + int(
