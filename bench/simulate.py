@@ -38,6 +38,8 @@ from schemas.audio import FRAME_MS
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 DEFAULT_AUDIO = [SPEECH / "misc" / name for name in ("goforward.wav", "jfk.wav")]
+MIC_STALL_S = 60.0  # longer than this behind its clock, the microphone is taken as no longer sending (an
+# overloaded client process runs seconds late; a dropped connection never catches up)
 
 
 @dataclass(frozen=True)
@@ -64,26 +66,35 @@ class Script:
 async def converse(url: str, token: str, script: Script, index: int,
                    progress: Callable[[Utterance], None]) -> list[Utterance]:
     client = EdgeClient(url, token)
-    session_id = await client.connect()
+    try:
+        session_id = await client.connect()
+    except TimeoutError as exc:  # said plainly: a loaded edge answers the offer but not the handshake in time
+        await client.close()
+        raise RuntimeError("connecting took longer than 15 s (ICE/DTLS with the edge)") from exc
     plan = script.plan(index)
     mic, hearing = client.mic, client.hearing
     utterances: list[Utterance] = []
     try:
         for n, (path, pause_s) in enumerate(plan):
             rec = recording(path)
-            first_frame, _ = await mic.say(rec.clip)
+            # Bounded: a connection the edge dropped stops pulling the microphone, and its futures never resolve.
+            clip_s = len(rec.clip.frames) * FRAME_S + MIC_STALL_S
+            try:
+                first_frame, _ = await asyncio.wait_for(mic.say(rec.clip), script.reply_timeout_s + 60)
+            except TimeoutError as exc:
+                raise RuntimeError(f"the microphone stopped sending (utterance {n})") from exc
             over = utterances[-1] if utterances and utterances[-1].barged_in else None
             if over is not None and over.answer_turn is not None:
                 over.barge_in_reaction_ms = await reaction(client, over.answer_turn, first_frame + int(
                     rec.speech_start_s / FRAME_S), script.reply_timeout_s)
             last_speech = max(0, int(np.ceil(rec.speech_end_s / FRAME_S)) - 1)  # the frame holding the end
             end_frame = first_frame + min(len(rec.clip.frames) - 1, last_speech)
-            speech_end_at = await mic.captured(end_frame)
+            speech_end_at = await asyncio.wait_for(mic.captured(end_frame), clip_s)
             u = Utterance(session_id, n, rec.name, first_frame,
                           first_frame * FRAME_MS + round(rec.speech_start_s * 1000),
                           first_frame * FRAME_MS + round(rec.speech_end_s * 1000), speech_end_at)
             utterances.append(u)
-            await mic.captured(first_frame + len(rec.clip.frames) - 1)  # the whole recording is spoken
+            await asyncio.wait_for(mic.captured(first_frame + len(rec.clip.frames) - 1), clip_s)  # all spoken
             try:
                 await hearing.wait_for(lambda: settle(u, client), script.reply_timeout_s)
             except TimeoutError:
@@ -131,6 +142,20 @@ async def reaction(client: EdgeClient, turn_id: str, onset_frame: int, timeout_s
         return None
     last = hearing.last_loud()
     return None if last is None else max(0.0, (hearing.arrivals[last] - onset_at) * 1000)
+
+
+async def warm_up(url: str, timeout_s: float) -> None:
+    """One short conversation until it is answered: the turn processor and the workers have joined their groups
+    and the first turn's one-off costs (connections, topic metadata) are paid before anything is measured."""
+    script = Script([SPEECH / "misc" / "goforward.wav"], 1, pause_s=0.0, reply_timeout_s=15.0, barge_in_every=0)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        [u] = await converse(url, "", script, 0, lambda u: None)
+        if u.answered:
+            print(f"warm-up answered (client voice-to-voice {u.client_v2v_ms} ms)", file=sys.stderr, flush=True)
+            return
+        print(f"warm-up not answered yet ({u.note}); again", file=sys.stderr, flush=True)
+    raise RuntimeError(f"the platform answered no warm-up utterance within {timeout_s:.0f} s")
 
 
 # -- ClickHouse --
@@ -276,4 +301,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--telemetry-timeout", type=float, default=20.0,
                         help="seconds to wait for the turns to land in ClickHouse")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    return asyncio.run(run(parser.parse_args(argv)))
+    parser.add_argument("--engines", choices=["embedded", "reference"], default="embedded",
+                        help="embedded: the platform at --url as it runs; reference: start `voicebus up` on the "
+                             "reference engines (as `voicebus bench --engines reference`) and talk to it")
+    args = parser.parse_args(argv)
+    if args.engines == "embedded":
+        return asyncio.run(run(args))
+    from bench.reference_stack import Delays, reference_stack
+
+    audio = [Path(p) for p in args.audio] or DEFAULT_AUDIO
+    with reference_stack(audio, Delays()) as stack:
+        print(f"platform up at {stack.url} on reference engines (logs in {stack.workdir})", file=sys.stderr)
+        args.url, args.ice_host = stack.url, args.ice_host or "127.0.0.1"
+        use_host_addresses([args.ice_host])
+        asyncio.run(warm_up(stack.url, 120.0))
+        return asyncio.run(run(args))

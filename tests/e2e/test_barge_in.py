@@ -2,7 +2,7 @@
 keeps only what was heard, and the next turn is answered. A sound without words over a reply (a cough) pauses it
 and it resumes where it stopped: the whole reply is heard, and the history says so.
 
-The responder talks to a real OpenAI-protocol chat server (tests/inference/openai_server.py) that records every
+The responder talks to a real OpenAI-protocol chat server (bench/reference_server.py) that records every
 request, so the history the responder sends for the next turn can be read."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
+from bench.reference_server import OpenAiProtocolServer, serving
 from ingest.client import Clip, EdgeClient, load_speech
 from schemas.topics import TURNS, replies_topic
 from tests.conftest import SPEECH, TestTopics
 from tests.e2e.conftest import Platform
 from tests.inference.kafka_helpers import watching
-from tests.inference.openai_server import OpenAiProtocolServer, serving
 
 pytestmark = pytest.mark.e2e
 

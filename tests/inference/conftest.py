@@ -7,8 +7,8 @@ import functools
 
 import pytest
 
+from bench.reference_server import OpenAiProtocolServer, serving, shared_sphinx
 from inference.engines.openai_http import Endpoint
-from tests.inference.openai_server import OpenAiProtocolServer, serving, shared_sphinx
 
 
 def endpoint(server: OpenAiProtocolServer, model: str = "test-model", **kw) -> Endpoint:

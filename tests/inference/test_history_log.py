@@ -12,11 +12,11 @@ import uuid
 
 import pytest
 
+from bench.reference_server import OpenAiProtocolServer, serving
 from inference.text import heard_text
 from schemas.history import ConversationHistory, HeardTurn, SpokenSentence
 from schemas.topics import HISTORY, TURNS
 from tests.inference.kafka_helpers import NODE, Producer, Turns, ended, watching
-from tests.inference.openai_server import OpenAiProtocolServer, serving
 from tests.inference.workers import REPLY_TOPIC, Worker, running_responder, start_workers, stop_workers
 
 pytestmark = pytest.mark.integration

@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
+from bench.reference_server import Fault
 from inference.engines.base import EngineError, Message
 from inference.engines.openai_compat import OpenAiAsr, OpenAiLlm, OpenAiTts
 from inference.engines.openai_http import Endpoint
 from tests.conftest import free_port
 from tests.inference.conftest import endpoint
-from tests.inference.openai_server import Fault
 from tests.inference.recordings import load
 
 HELLO = [Message("user", "hello")]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.reference_server import Fault
 from inference.engines.openai_compat import OpenAiLlm
 from schemas.conversation import BargeIn
 from schemas.topics import DLQ, TELEMETRY, TURNS
 from tests.inference.conftest import endpoint
 from tests.inference.kafka_helpers import Turns, ended, watching
-from tests.inference.openai_server import Fault
 from tests.inference.workers import running_responder
 
 pytestmark = pytest.mark.integration

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import numpy as np
 
+from bench.reference_server import shared_sphinx
 from inference.asr_worker import AsrWorker
 from inference.responder import Responder
 from inference.settings import AsrSettings, ResponderSettings
@@ -22,7 +23,6 @@ from schemas.edge import SessionEnded, SpeechStarted, SpeechStopped
 from schemas.topics import AUDIO, TRANSCRIPTS, VAD, replies_topic
 from tests.conftest import REPO
 from tests.inference.kafka_helpers import NODE, Producer, watching
-from tests.inference.openai_server import shared_sphinx
 
 REPLY_TOPIC = replies_topic(NODE)
 MS = 1_000_000
