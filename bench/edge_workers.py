@@ -165,7 +165,7 @@ async def main_async(args: argparse.Namespace) -> None:
         env = {**os.environ, "VOICEBUS_TOPIC_PREFIX": prefix, "VOICEBUS_NODE_ID": "bench-edge",
                "VOICEBUS_INGEST_PORT": str(args.port), "VOICEBUS_MAX_SESSIONS": "200",
                "VOICEBUS_WORKER_CPU_LIMIT": "100", "VOICEBUS_ICE_HOST_ADDRESSES": "127.0.0.1",
-               "VOICEBUS_LOG_LEVEL": "WARNING"}
+               "VOICEBUS_LOG_LEVEL": "WARNING", "VOICEBUS_OFFERS_PER_MINUTE": "0"}  # all callers: one address
         front = subprocess.Popen([sys.executable, "-m", "voicebus.cli", "ingest", "--workers", str(workers)], env=env)
         try:
             await until(lambda: health(base).get("status") == "ok", 180, 0.2)

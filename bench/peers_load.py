@@ -275,7 +275,8 @@ def servers(names: list[str], kafka: str, prefix: str, reply_wav: Path, pipecat_
 
     edge_env = {"VOICEBUS_TOPIC_PREFIX": prefix, "VOICEBUS_NODE_ID": NODE, "VOICEBUS_KAFKA_BOOTSTRAP": kafka,
                 "VOICEBUS_MAX_SESSIONS": "400", "VOICEBUS_ICE_HOST_ADDRESSES": '["127.0.0.1"]',
-                "VOICEBUS_LOG_LEVEL": "WARNING"}
+                "VOICEBUS_LOG_LEVEL": "WARNING", "VOICEBUS_OFFERS_PER_MINUTE": "0",  # every caller is one address
+                "VOICEBUS_WORKER_CPU_LIMIT": "100"}  # a busy worker still takes the level's sessions
     out = []
     for name in names:
         port = free_port()
@@ -286,7 +287,7 @@ def servers(names: list[str], kafka: str, prefix: str, reply_wav: Path, pipecat_
             out.append(Server(name, [pipecat_python, "pipecat_server.py", "--port", str(port), "--reply",
                                      str(reply_wav)], {"LOGURU_LEVEL": "WARNING"}, port))
         elif name == "voicebus":
-            out.append(Server(name, [sys.executable, "-m", "voicebus.cli", "ingest"],
+            out.append(Server(name, [sys.executable, "-m", "voicebus.cli", "ingest", "--single"],
                               {**edge_env, "VOICEBUS_INGEST_PORT": str(port)}, port))
         elif name == "voicebus-workers":
             cores = os.cpu_count() or 1

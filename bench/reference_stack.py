@@ -69,6 +69,7 @@ def platform_env(reference_url: str, workdir: Path, kafka: str | None) -> dict[s
         "VOICEBUS_INGEST_PORT": str(free_port()),
         "VOICEBUS_ICE_HOST_ADDRESSES": '["127.0.0.1"]',
         "VOICEBUS_MAX_SESSIONS": "200",
+        "VOICEBUS_OFFERS_PER_MINUTE": "0",  # every caller of the sweep comes from this one address
         "VOICEBUS_TELEMETRY_QUERY_PORT": str(free_port()),
         "VOICEBUS_ASR_METRICS_PORT": "0",
         "VOICEBUS_RESPONDER_METRICS_PORT": "0",
