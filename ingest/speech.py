@@ -11,10 +11,10 @@ from schemas.audio import NS_PER_FRAME as FRAME_NS
 class VadParams:
     threshold: float = 0.5
     min_speech_ms: int = 60  # above threshold this long confirms speech
-    # Onsets are moved back by a model window. Now that a frame is described by the window holding its centre,
-    # 20 ms would centre the onset on the librivox labels (bench.vad_frames: -12 ms median error with 32, 0 with
-    # 20); changing it means re-recording the replay fixtures (tests/streams/replay), which record it.
-    onset_pad_ms: int = 32
+    # Onsets are moved back to where the probability began to rise. A frame is described by the window holding
+    # its centre, so 20 ms centres the onset on the librivox labels (bench.vad_frames: median error 0 ms with
+    # 20, -12 ms with 32, the value from before the windows were aligned).
+    onset_pad_ms: int = 20
     min_silence_ms: int = 240  # below the lower threshold this long ends it
     hysteresis: float = 0.15  # speech continues while probability >= threshold - hysteresis
     progress_every_ms: int = 200
