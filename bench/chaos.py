@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -44,7 +45,7 @@ from ingest.ice import use_host_addresses
 from schemas.topics import REPLIES, TURNS, replies_topic
 
 GO_FORWARD = SPEECH / "misc" / "goforward.wav"
-ARTIFACTS = Path("test-artifacts")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 # -- faults --
@@ -258,7 +259,9 @@ async def run_fault(p: Platform, watcher: Watcher, name: str, fault: Fault, turn
 
 
 async def run_chaos(work: Path, faults: list[str] | None = None, turns: int = 3,
-                    say: Callable[[str], None] = print) -> list[Outcome]:
+                    say: Callable[[str], None] = print,
+                    then: Callable[[Platform], Awaitable[None]] | None = None) -> list[Outcome]:
+    """Every fault (or those named) in turn on one platform; ``then``: more to do on it afterwards."""
     use_host_addresses(["127.0.0.1"])
     outcomes: list[Outcome] = []
     async with platform(work) as p:
@@ -267,6 +270,8 @@ async def run_chaos(work: Path, faults: list[str] | None = None, turns: int = 3,
         try:
             for name in faults or list(FAULTS):
                 outcomes.append(await run_fault(p, watcher, name, FAULTS[name], turns=turns, say=say))
+            if then is not None:
+                await then(p)
         finally:
             watching.cancel()
             await asyncio.gather(watching, return_exceptions=True)
@@ -290,6 +295,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fault", action="append", choices=list(FAULTS), help="only these (default: all)")
     parser.add_argument("--turns", type=int, default=3, help="utterances per caller per fault")
     args = parser.parse_args(argv)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the watcher's reconnects while the broker is away
     outcomes = asyncio.run(run_chaos(Path(args.work), args.fault, args.turns,
                                      say=lambda s: print(s, file=sys.stderr, flush=True)))
     print(write_table(outcomes))

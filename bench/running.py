@@ -101,12 +101,21 @@ async def wait_healthy(url: str, timeout: float) -> None:
     async with asyncio.timeout(timeout), aiohttp.ClientSession() as http:
         while True:
             try:
-                async with http.get(f"{url}/healthz") as resp:
+                async with http.get(url) as resp:
                     if resp.status == 200:
                         return
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.2)  # polling a condition, bounded by the timeout
+
+
+async def wait_ready(env: dict[str, str], timeout: float) -> None:
+    """Every service serves its endpoint: each does once its engines are warm and its consumer started."""
+    urls = [f"http://127.0.0.1:{env['VOICEBUS_INGEST_PORT']}/healthz",
+            f"http://127.0.0.1:{env['VOICEBUS_TELEMETRY_QUERY_PORT']}/health",
+            *(f"http://127.0.0.1:{env[f'VOICEBUS_{name}_METRICS_PORT']}/metrics"
+              for name in ("TURN", "ASR", "RESPONDER"))]
+    await asyncio.gather(*(wait_healthy(url, timeout) for url in urls))
 
 
 @asynccontextmanager
@@ -133,7 +142,7 @@ async def platform(work: Path, extra_env: dict[str, str] | None = None) -> Async
                                               stdin=asyncio.subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_healthy(url, 90)
+        await wait_ready(env, 120)
         async with asyncio.timeout(60):  # every service started
             while len(service_pids(up.pid)) < len(SERVICES):
                 await asyncio.sleep(0.2)
