@@ -40,9 +40,10 @@ from aiokafka import AIOKafkaConsumer
 from bench.running import NODE, SERVICES, Platform, platform
 from bench.simulate import SPEECH, Script, converse, server_turns
 from bench.utterances import Utterance
+from inference.responder import WORKER_HEADER
 from ingest.client import EdgeClient
 from ingest.ice import use_host_addresses
-from schemas.topics import REPLIES, TURNS, replies_topic
+from schemas.topics import REPLIES, TRANSCRIPTS, TURNS, replies_topic
 
 GO_FORWARD = SPEECH / "misc" / "goforward.wav"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -53,12 +54,17 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 Fault = Callable[[Platform], Awaitable[str]]
 
 
+OUTPUT = {"streams": TURNS.name, "responder": replies_topic(NODE), "asr": TRANSCRIPTS.name}  # what each makes
+
+
 def kill(service: str) -> Fault:
     async def inject(p: Platform) -> str:
         pid = p.services()[service]
         os.kill(pid, signal.SIGKILL)
+        inject.victim = pid  # type: ignore[attr-defined]
         seconds = await p.restarted(service, pid, 60)
         return f"SIGKILL pid {pid}; up restarted it in {seconds:.1f} s"
+    inject.output = OUTPUT.get(service)  # type: ignore[attr-defined]
     return inject
 
 
@@ -96,15 +102,27 @@ class Watcher:
     bootstrap: str
     events: dict[str, list[Any]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # topic -> (create time in s, the responder process that made it, if the record says) of every record
+    produced: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+
+    def first_after(self, topic: str, t: float, not_by: int | None = None) -> float | None:
+        """Seconds from ``t`` (wall clock) to the first record made on ``topic`` after it (not by process
+        ``not_by``)."""
+        made = sorted(self.produced.get(topic, []))
+        return next((at - t for at, by in made if at > t and not (not_by and by.endswith(f":{not_by}"))), None)
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(TURNS.name, replies_topic(NODE), bootstrap_servers=self.bootstrap,
-                                    group_id=None, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(TURNS.name, replies_topic(NODE), TRANSCRIPTS.name,
+                                    bootstrap_servers=self.bootstrap, group_id=None, auto_offset_reset="earliest")
         await consumer.start()
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=200)
                 for tp, records in batch.items():
+                    self.produced.setdefault(tp.topic, []).extend(
+                        (r.timestamp / 1000, dict(r.headers).get(WORKER_HEADER, b"").decode()) for r in records)
+                    if tp.topic == TRANSCRIPTS.name:
+                        continue
                     codec = TURNS.codec if tp.topic == TURNS.name else REPLIES.codec
                     for record in records:
                         try:
@@ -205,7 +223,7 @@ async def clickhouse_turns(sessions: list[str], wanted: set[str], timeout: float
     return set(rows)
 
 
-async def run_fault(p: Platform, watcher: Watcher, name: str, fault: Fault, turns: int = 3, trigger: int = 3,
+async def run_fault(p: Platform, watcher: Watcher, name: str, fault: Fault, turns: int = 4, trigger: int = 3,
                     say: Callable[[str], None] = print) -> Outcome:
     script = Script([GO_FORWARD], turns=turns, pause_s=1.0, reply_timeout_s=30.0, barge_in_every=0, stall_s=30.0)
     clients = [EdgeClient(p.url) for _ in range(2)]
@@ -218,6 +236,7 @@ async def run_fault(p: Platform, watcher: Watcher, name: str, fault: Fault, turn
     say(f"== {name}")
     tasks = [asyncio.create_task(caller(i)) for i in range(2)]
     notes: list[str] = []
+    at = 0.0
     did = ""
     try:
         async with asyncio.timeout(60):
@@ -226,6 +245,7 @@ async def run_fault(p: Platform, watcher: Watcher, name: str, fault: Fault, turn
         sessions = [c.session_id for c in clients]
         await watcher.until_committed(sessions, trigger, 90)
         await asyncio.sleep(0.3)  # into the reply being made for it
+        at = time.time()
         did = await fault(p)
         say(f"   {did}")
     except TimeoutError:
@@ -243,6 +263,9 @@ async def run_fault(p: Platform, watcher: Watcher, name: str, fault: Fault, turn
         services_up = False
         notes.append(f"services running: {sorted(p.services())}")
     await asyncio.sleep(2.0)  # the last events on their way to the watcher (what happened, not a goal)
+    if (topic := getattr(fault, "output", None)) and did:  # an upper bound: nobody may have spoken at once
+        gap = watcher.first_after(topic, at, getattr(fault, "victim", None))
+        did += f"; its first output {gap:.1f} s after the kill" if gap is not None else "; no output after it"
     events = watcher.of(sessions)
     committed = {e.turn_id for e in events if e.type == "turn_committed"}
     ch = await clickhouse_turns(sessions, committed, 45)
@@ -258,7 +281,7 @@ async def run_fault(p: Platform, watcher: Watcher, name: str, fault: Fault, turn
     return outcome
 
 
-async def run_chaos(work: Path, faults: list[str] | None = None, turns: int = 3,
+async def run_chaos(work: Path, faults: list[str] | None = None, turns: int = 4,
                     say: Callable[[str], None] = print,
                     then: Callable[[Platform], Awaitable[None]] | None = None) -> list[Outcome]:
     """Every fault (or those named) in turn on one platform; ``then``: more to do on it afterwards."""
@@ -293,7 +316,8 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="/tmp/voicebus-chaos", help="directory for the broker and chDB")
     parser.add_argument("--fault", action="append", choices=list(FAULTS), help="only these (default: all)")
-    parser.add_argument("--turns", type=int, default=3, help="utterances per caller per fault")
+    parser.add_argument("--turns", type=int, default=4, help="utterances per caller per fault (the fault comes at "
+                        "the third turn committed; the last ones show the recovery)")
     args = parser.parse_args(argv)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the watcher's reconnects while the broker is away
     outcomes = asyncio.run(run_chaos(Path(args.work), args.fault, args.turns,
