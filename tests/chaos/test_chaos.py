@@ -43,6 +43,7 @@ async def a_caller_outlives_its_edge(p: Platform) -> None:
     assert heard and heard[0].answered  # what it said before the edge died is kept
 
 
+@pytest.mark.timeout(900)  # five faults of about a minute each, the broker's restart, the platform's start
 async def test_no_turn_is_lost_under_faults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     outcomes = await run_chaos(tmp_path / "chaos", then=a_caller_outlives_its_edge)
     table = write_table(outcomes)
