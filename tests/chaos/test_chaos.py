@@ -40,7 +40,7 @@ async def a_caller_outlives_its_edge(p: Platform) -> None:
         result = await asyncio.gather(caller, return_exceptions=True)
     print(f"caller ended {time.monotonic() - t0:.1f} s after its edge was killed: {result[0]!r}")
     assert isinstance(result[0], CallerFailed | list), result
-    assert heard and heard[0].answered  # what it said before the edge died is kept
+    assert heard and heard[0].speech_end_at > 0  # what it said before the edge died is kept
 
 
 @pytest.mark.timeout(900)  # five faults of about a minute each, the broker's restart, the platform's start
