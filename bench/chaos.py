@@ -61,7 +61,7 @@ def kill(service: str) -> Fault:
     async def inject(p: Platform) -> str:
         pid = p.services()[service]
         os.kill(pid, signal.SIGKILL)
-        inject.victim = pid  # type: ignore[attr-defined]
+        inject.victim, inject.killed_at = pid, time.time()  # type: ignore[attr-defined]
         seconds = await p.restarted(service, pid, 60)
         return f"SIGKILL pid {pid}; up restarted it in {seconds:.1f} s"
     inject.output = OUTPUT.get(service)  # type: ignore[attr-defined]
@@ -264,7 +264,7 @@ async def run_fault(p: Platform, watcher: Watcher, name: str, fault: Fault, turn
         notes.append(f"services running: {sorted(p.services())}")
     await asyncio.sleep(2.0)  # the last events on their way to the watcher (what happened, not a goal)
     if (topic := getattr(fault, "output", None)) and did:  # an upper bound: nobody may have spoken at once
-        gap = watcher.first_after(topic, at, getattr(fault, "victim", None))
+        gap = watcher.first_after(topic, getattr(fault, "killed_at", at), getattr(fault, "victim", None))
         did += f"; its first output {gap:.1f} s after the kill" if gap is not None else "; no output after it"
     events = watcher.of(sessions)
     committed = {e.turn_id for e in events if e.type == "turn_committed"}
