@@ -132,8 +132,11 @@ async def run(args: argparse.Namespace) -> int:
                   f"({tally.failed_calls} failed): " + ", ".join(
                       f"{n} {u[0]:.0f} MB {u[1]} fds" if u else f"{n} -" for n, u in s.usage.items()),
                   file=sys.stderr, flush=True)
-        async with asyncio.timeout(180):  # the calls in progress finish (their waits are bounded)
-            await asyncio.gather(*callers, return_exceptions=True)
+        _, late = await asyncio.wait(callers, timeout=180)  # the calls in progress finish (their waits are bounded)
+        for task in late:
+            task.cancel()
+            tally.errors.append("a call still going 180 s after the end: cancelled")
+        await asyncio.gather(*callers, return_exceptions=True)
         samples.append(sample(p, t0, tally))
         dlq.cancel()
         await asyncio.gather(dlq, return_exceptions=True)
