@@ -283,11 +283,13 @@ async def run_fault(p: Platform, watcher: Watcher, name: str, fault: Fault, turn
 
 async def run_chaos(work: Path, faults: list[str] | None = None, turns: int = 4,
                     say: Callable[[str], None] = print,
-                    then: Callable[[Platform], Awaitable[None]] | None = None) -> list[Outcome]:
-    """Every fault (or those named) in turn on one platform; ``then``: more to do on it afterwards."""
+                    then: Callable[[Platform], Awaitable[None]] | None = None,
+                    env: dict[str, str] | None = None) -> list[Outcome]:
+    """Every fault (or those named) in turn on one platform (``env``: settings for its services); ``then``: more
+    to do on it afterwards."""
     use_host_addresses(["127.0.0.1"])
     outcomes: list[Outcome] = []
-    async with platform(work) as p:
+    async with platform(work, env) as p:
         watcher = Watcher(p.bootstrap)
         watching = asyncio.create_task(watcher.run())
         try:
@@ -318,10 +320,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fault", action="append", choices=list(FAULTS), help="only these (default: all)")
     parser.add_argument("--turns", type=int, default=4, help="utterances per caller per fault (the fault comes at "
                         "the third turn committed; the last ones show the recovery)")
+    parser.add_argument("--env", action="append", default=[], metavar="VOICEBUS_X=VALUE",
+                        help="a setting for the platform's services (e.g. a session timeout to compare)")
     args = parser.parse_args(argv)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the watcher's reconnects while the broker is away
+    env = dict(item.split("=", 1) for item in args.env)
     outcomes = asyncio.run(run_chaos(Path(args.work), args.fault, args.turns,
-                                     say=lambda s: print(s, file=sys.stderr, flush=True)))
+                                     say=lambda s: print(s, file=sys.stderr, flush=True), env=env))
     print(write_table(outcomes))
     print(f"(also in {ARTIFACTS / 'chaos.md'}; details: {[asdict(o) for o in outcomes if not o.ok]})")
     return 0 if all(o.ok for o in outcomes) else 1
