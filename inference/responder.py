@@ -70,6 +70,9 @@ log = logging.getLogger(__name__)
 SOURCES = (TURNS,)
 CONSUMES = (*SOURCES, HISTORY)  # the history: read back, for the sessions of the partitions assigned
 WORKER_HEADER = "voicebus-worker"  # which process produced a reply event (for operators and tests)
+# How long after its turn's age limit a reply cut by a dead responder may still be held at an edge (the edge itself
+# ends a reply that stalls for 10 s, ingest.playout.REPLY_STALL_MS; a long reply lasts a minute at most).
+CUT_REPLY_S = 60.0
 RECENT_TURNS = 10_000  # finished turns remembered to ignore redeliveries and to cancel replies still playing
 
 
@@ -211,9 +214,10 @@ class Responder:
             elif (age := (time.time_ns() - event.wall_ns) / 1e9) > self.settings.responder_max_turn_age_s:
                 self.stats.stale += 1
                 log.warning("turn is %.0f s old (a replay?): not answered", age, extra=ctx)
-                if isinstance(event, TurnCommitted):
+                if isinstance(event, TurnCommitted) and age < self.settings.responder_max_turn_age_s + CUT_REPLY_S:
                     # Not answered here, and maybe begun by a responder that died mid-reply: the edge may hold a
-                    # reply cut short, so it is told to drop it (an edge that holds none ignores this).
+                    # reply cut short, so it is told to drop it (an edge that holds none ignores this). Older
+                    # turns (a new group reading the log from its start) are left alone: none can still play.
                     self._done[event.turn_id] = (event.node_id, False)
                     await self._tell_edge(ReplyCancelled(**self._stamper(event.session_id)(0),
                                                          turn_id=event.turn_id), event.node_id)
