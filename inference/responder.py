@@ -134,7 +134,8 @@ class Responder:
         topics = [s.topic(spec.name) for spec in SOURCES]
         consumer = make_consumer(s, *topics, group_id=s.responder_group_id,
                                  session_timeout_ms=s.responder_session_timeout_ms,
-                                 heartbeat_interval_ms=s.responder_session_timeout_ms // 5)
+                                 heartbeat_interval_ms=s.responder_session_timeout_ms // 5,
+                                 group_instance_id=s.responder_group_instance_id or None)
         loader = make_consumer(s, group_id=None)
         self._log = HistoryLog(s, self._history, self._producer, loader, self._stamper)
         await self._producer.start()

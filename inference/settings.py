@@ -35,6 +35,12 @@ class AsrSettings(HttpEngineSettings):
     asr_openai_key: SecretStr = Field(SecretStr(""), description="API key for the transcription server.")
     asr_language: str = Field("", description="Language hint for the transcription server (ISO 639-1, or empty).")
     asr_group_id: str = Field("voicebus-asr", description="Consumer group of the ASR workers.")
+    asr_group_instance_id: str = Field(
+        "", description="Static group membership (Kafka KIP-345): a name for this ASR worker, unique among the "
+        "live ones and kept across its restarts (a supervisor sets it: `voicebus up` runs one of "
+        "each service); a restarted ASR worker then gets its partitions back as soon as it joins,"
+        " instead of after the session timeout. Empty: dynamic membership. With a name, an ASR "
+        "worker stopped for good leaves its partitions idle until its session times out.")
     asr_preroll_ms: int = Field(200, ge=0, description="Audio before the VAD's speech start also fed to the "
                                 "recogniser (onsets are soft).")
     asr_partial_interval_ms: int = Field(300, ge=20, description="Speech between two partial transcripts.")
@@ -89,6 +95,12 @@ class ResponderSettings(HttpEngineSettings):
     tts_openai_voice: str = Field("alloy", description="Voice name sent to the speech server.")
     tts_openai_sample_rate: int = Field(24000, description="Sample rate of the speech server's raw PCM output.")
     responder_group_id: str = Field("voicebus-responder", description="Consumer group of the responders.")
+    responder_group_instance_id: str = Field(
+        "", description="Static group membership (Kafka KIP-345): a name for this responder, unique among the "
+        "live ones and kept across its restarts (a supervisor sets it: `voicebus up` runs one of "
+        "each service); a restarted responder then gets its partitions back as soon as it joins, "
+        "instead of after the session timeout. Empty: dynamic membership. With a name, a "
+        "responder stopped for good leaves its partitions idle until its session times out.")
     responder_chunk_ms: int = Field(200, ge=20, le=2000, description="Audio per reply chunk event.")
     responder_max_lead_ms: int = Field(
         2000, ge=0, description="Reply audio sent ahead of real time at most (bounds the work a barge-in "

@@ -79,6 +79,13 @@ class TurnSettings(CommonSettings):
         "is decided meanwhile (measured 9.3 s at 10). 6 is the least a broker accepts by default "
         "(group.min.session.timeout.ms).",
     )
+    turn_group_instance_id: str = Field(
+        "", description="Static group membership (Kafka KIP-345): a name for this turn processor, unique among "
+        "the live ones and kept across its restarts (a supervisor sets it: `voicebus up` runs one"
+        " of each service); a restarted turn processor then gets its partitions back as soon as "
+        "it joins, instead of after the session timeout. Empty: dynamic membership. With a name, "
+        "a turn processor stopped for good leaves its partitions idle until its session times "
+        "out.")
     metrics_host: str = metrics_host_field()
     turn_metrics_port: int = metrics_port_field(9103, "turn processor")
 
