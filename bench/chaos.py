@@ -105,11 +105,12 @@ class Watcher:
     # topic -> (create time in s, the responder process that made it, if the record says) of every record
     produced: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
 
-    def first_after(self, topic: str, t: float, not_by: int | None = None) -> float | None:
-        """Seconds from ``t`` (wall clock) to the first record made on ``topic`` after it (not by process
-        ``not_by``)."""
+    def first_after(self, topic: str, t: float, by_other_than: int | None = None) -> float | None:
+        """Seconds from ``t`` (wall clock) to the first record made on ``topic`` after it (only those a responder
+        process other than ``by_other_than`` made, if given: the ASR worker writes on the reply topics too)."""
         made = sorted(self.produced.get(topic, []))
-        return next((at - t for at, by in made if at > t and not (not_by and by.endswith(f":{not_by}"))), None)
+        return next((at - t for at, by in made if at > t and (
+            by_other_than is None or (by and not by.endswith(f":{by_other_than}")))), None)
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(TURNS.name, replies_topic(NODE), TRANSCRIPTS.name,
@@ -264,7 +265,8 @@ async def run_fault(p: Platform, watcher: Watcher, name: str, fault: Fault, turn
         notes.append(f"services running: {sorted(p.services())}")
     await asyncio.sleep(2.0)  # the last events on their way to the watcher (what happened, not a goal)
     if (topic := getattr(fault, "output", None)) and did:  # an upper bound: nobody may have spoken at once
-        gap = watcher.first_after(topic, getattr(fault, "killed_at", at), getattr(fault, "victim", None))
+        gap = watcher.first_after(topic, getattr(fault, "killed_at", at),
+                                  getattr(fault, "victim", None) if topic == replies_topic(NODE) else None)
         did += f"; its first output {gap:.1f} s after the kill" if gap is not None else "; no output after it"
     events = watcher.of(sessions)
     committed = {e.turn_id for e in events if e.type == "turn_committed"}
