@@ -14,6 +14,9 @@ Client-side voice-to-voice is measured from the audio itself: from the end of sp
 ``.lab`` labels, else the last speech frame found in it) at the moment the microphone captured that frame, to
 the first loud reply audio heard for the answering turn. The server-side breakdown (endpointing, model time,
 platform overhead) is read back from ClickHouse and paired by turn id.
+
+Every wait is bounded: a caller whose edge dies (its microphone is no longer taken, the connection fails) ends
+with ``CallerFailed`` naming what it waited for, and the run prints the table of what was said until then.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,10 +40,11 @@ from ingest.client import EdgeClient
 from ingest.ice import use_host_addresses
 from schemas.audio import FRAME_MS
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 DEFAULT_AUDIO = [SPEECH / "misc" / name for name in ("goforward.wav", "jfk.wav")]
-MIC_STALL_S = 60.0  # longer than this behind its clock, the microphone is taken as no longer sending (an
-# overloaded client process runs seconds late; a dropped connection never catches up)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,9 @@ class Script:
     barge_in_every: int  # 0: never; k: every k-th reply is interrupted by the next utterance
     pause_max_s: float | None = None  # pause drawn uniformly from [pause_s, pause_max_s] when set
     seed: int | None = None  # None: recordings in rotation; else each caller's order is drawn with this seed
+    # The edge took no microphone audio (or did not connect) for this long: the caller fails. An overloaded
+    # client process runs seconds late (the reference sweep's 10 callers), a dropped connection never catches up.
+    stall_s: float = 30.0
 
     def plan(self, caller: int) -> list[tuple[Path, float]]:
         """(recording, pause after its reply) for each utterance of caller number ``caller``."""
@@ -63,38 +71,53 @@ class Script:
         return out
 
 
-async def converse(url: str, token: str, script: Script, index: int,
-                   progress: Callable[[Utterance], None]) -> list[Utterance]:
-    client = EdgeClient(url, token)
+class CallerFailed(RuntimeError):
+    """A caller could not go on (its edge died, refused it or stopped taking its audio)."""
+
+
+async def bounded(aw: Awaitable[T], seconds: float, what: str, client: EdgeClient) -> T:
+    """``aw``, or CallerFailed after ``seconds`` saying what was awaited and the state of the connection."""
     try:
-        session_id = await client.connect()
-    except TimeoutError as exc:  # said plainly: a loaded edge answers the offer but not the handshake in time
-        await client.close()
-        raise RuntimeError("connecting took longer than 15 s (ICE/DTLS with the edge)") from exc
+        return await asyncio.wait_for(aw, seconds)
+    except TimeoutError:
+        raise CallerFailed(f"{what}: nothing for {seconds:.0f} s (WebRTC connection "
+                           f"{client.pc.connectionState}): is the edge alive?") from None
+
+
+async def converse(url: str, token: str, script: Script, index: int,
+                   progress: Callable[[Utterance], None], heard: list[Utterance] | None = None,
+                   client: EdgeClient | None = None) -> list[Utterance]:
+    """Caller ``index`` speaks its plan and listens; ``heard`` (if given) gets each utterance as it is said, so
+    a caller that fails (CallerFailed, every wait being bounded) leaves what it heard until then. ``client``:
+    the caller's own (to read what the edge told it afterwards), else a new one."""
+    client = client or EdgeClient(url, token)
+    utterances: list[Utterance] = [] if heard is None else heard
+    try:
+        session_id = await bounded(client.connect(), script.stall_s + 15, "connecting to the edge", client)
+    except BaseException:
+        await asyncio.wait_for(client.close(delete=False), 10)
+        raise
     plan = script.plan(index)
     mic, hearing = client.mic, client.hearing
-    utterances: list[Utterance] = []
+    stall = script.stall_s
     try:
         for n, (path, pause_s) in enumerate(plan):
             rec = recording(path)
-            # Bounded: a connection the edge dropped stops pulling the microphone, and its futures never resolve.
-            clip_s = len(rec.clip.frames) * FRAME_S + MIC_STALL_S
-            try:
-                first_frame, _ = await asyncio.wait_for(mic.say(rec.clip), script.reply_timeout_s + 60)
-            except TimeoutError as exc:
-                raise RuntimeError(f"the microphone stopped sending (utterance {n})") from exc
+            spoken_s = len(rec.clip.frames) * FRAME_S  # the mic is taken at 20 ms a frame while the edge lives
+            first_frame, _ = await bounded(mic.say(rec.clip), stall, "waiting to speak", client)
             over = utterances[-1] if utterances and utterances[-1].barged_in else None
             if over is not None and over.answer_turn is not None:
                 over.barge_in_reaction_ms = await reaction(client, over.answer_turn, first_frame + int(
                     rec.speech_start_s / FRAME_S), script.reply_timeout_s)
             last_speech = max(0, int(np.ceil(rec.speech_end_s / FRAME_S)) - 1)  # the frame holding the end
             end_frame = first_frame + min(len(rec.clip.frames) - 1, last_speech)
-            speech_end_at = await asyncio.wait_for(mic.captured(end_frame), clip_s)
+            speech_end_at = await bounded(mic.captured(end_frame), spoken_s + stall, "speaking", client)
             u = Utterance(session_id, n, rec.name, first_frame,
                           first_frame * FRAME_MS + round(rec.speech_start_s * 1000),
                           first_frame * FRAME_MS + round(rec.speech_end_s * 1000), speech_end_at)
             utterances.append(u)
-            await asyncio.wait_for(mic.captured(first_frame + len(rec.clip.frames) - 1), clip_s)  # all spoken
+            await bounded(mic.captured(first_frame + len(rec.clip.frames) - 1), spoken_s + stall, "speaking",
+                          client)  # the whole recording is spoken
             try:
                 await hearing.wait_for(lambda: settle(u, client), script.reply_timeout_s)
             except TimeoutError:
@@ -120,14 +143,17 @@ async def converse(url: str, token: str, script: Script, index: int,
                 u.note = ", ".join(filter(None, [u.note, f"reply interrupted after {u.interrupted_ms} ms"]))
             progress(u)
     finally:
-        await client.close()
+        try:
+            await asyncio.wait_for(client.close(), 10)
+        except TimeoutError:
+            log.warning("session %s: closing took over 10 s", session_id)
     return utterances
 
 
 async def reaction(client: EdgeClient, turn_id: str, onset_frame: int, timeout_s: float) -> float | None:
     """Barge-in reaction as the person lives it: from the microphone frame where their speech begins to the
     arrival of the reply's last loud frame (the edge paused or ended it). None if the reply went on."""
-    onset_at = await client.mic.captured(onset_frame)
+    onset_at = await bounded(client.mic.captured(onset_frame), timeout_s, "speaking over the reply", client)
     hearing = client.hearing
 
     def stopped() -> bool:
@@ -255,7 +281,7 @@ def render_table(utterances: list[Utterance], rows: dict[str, dict[str, Any]]) -
 async def run(args: argparse.Namespace) -> int:
     use_host_addresses([args.ice_host] if args.ice_host else [])
     script = Script([Path(p) for p in args.audio] or DEFAULT_AUDIO, args.turns, args.pause,
-                    args.reply_timeout, args.barge_in_every)
+                    args.reply_timeout, args.barge_in_every, stall_s=args.stall)
     done = 0
 
     def progress(u: Utterance) -> None:
@@ -265,10 +291,20 @@ async def run(args: argparse.Namespace) -> int:
               f"{describe(u)}", file=sys.stderr, flush=True)
 
     t0 = time.monotonic()
-    results = await asyncio.gather(*(converse(args.url, args.token, script, i, progress)
-                                     for i in range(args.sessions)), return_exceptions=True)
-    failures = [r for r in results if isinstance(r, BaseException)]
-    utterances = [u for r in results if not isinstance(r, BaseException) for u in r]
+    heard: list[list[Utterance]] = [[] for _ in range(args.sessions)]
+    callers = [asyncio.create_task(converse(args.url, args.token, script, i, progress, heard[i]))
+               for i in range(args.sessions)]
+    # Each caller bounds its own waits; this bounds the whole run too (a wait nobody thought of).
+    per_caller = args.turns * (args.reply_timeout * 2 + 30 + 15 + args.pause) + 60
+    done_tasks, late = await asyncio.wait(callers, timeout=per_caller)
+    for task in late:
+        task.cancel()
+    failures: list[BaseException] = [TimeoutError(f"caller still running after {per_caller:.0f} s")
+                                     for _ in late]
+    failures += [exc for task in done_tasks if (exc := task.exception()) is not None]
+    if late:
+        await asyncio.wait(late, timeout=15)
+    utterances = [u for said in heard for u in said]
     print("reading the turns back from ClickHouse ...", file=sys.stderr, flush=True)
     rows = await server_turns(sorted({u.session_id for u in utterances}),
                               {t for u in utterances for t in u.turns}, args.telemetry_timeout)
@@ -278,11 +314,13 @@ async def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
+        if failures:
+            print(f"{len(failures)} of {args.sessions} callers failed: the table is what was said until then")
         print(render_table(utterances, rows))
         print()
         print("summary (ms): " + ", ".join(f"{k} {v}" for k, v in report["summary"].items()))
         for failure in failures:
-            print(f"failed session: {failure!r}")
+            print(f"failed session: {failure}")
     return 1 if failures or not utterances else 0
 
 
@@ -295,6 +333,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between a reply and the next utterance")
     parser.add_argument("--barge-in-every", type=int, default=0, help="interrupt every k-th reply (0: never)")
     parser.add_argument("--reply-timeout", type=float, default=20.0)
+    parser.add_argument("--stall", type=float, default=Script.stall_s,
+                        help="seconds without the edge taking the microphone's audio before a caller gives up")
     parser.add_argument("--url", default="http://127.0.0.1:8080")
     parser.add_argument("--token", default="")
     parser.add_argument("--ice-host", default="", help="gather ICE candidates on this address only (e.g. 127.0.0.1)")

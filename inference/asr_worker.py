@@ -158,7 +158,9 @@ class AsrWorker:
             await self.scorer.warm()
         names = [s.topic(spec.name) for spec in CONSUMES]
         consumer = make_consumer(s, *names, group_id=s.asr_group_id, enable_auto_commit=True,
-                                 auto_commit_interval_ms=1000,
+                                 auto_commit_interval_ms=1000, session_timeout_ms=s.asr_session_timeout_ms,
+                                 heartbeat_interval_ms=s.asr_session_timeout_ms // 5,
+                                 group_instance_id=s.asr_group_instance_id or None,
                                  partition_assignment_strategy=(RangePartitionAssignor,))
         self._producer = make_producer(s)
         self._nodes = ReplyNodes(self._producer, lambda node: s.topic(replies_topic(node)))

@@ -2,8 +2,11 @@
 
 Responders form one consumer group: add processes to scale, and when one dies its partitions move to another.
 Offsets are committed only once a turn's reply is finished, so the new owner answers an interrupted turn
-again; its chunks repeat the same (turn_id, index), which the edge drops as duplicates. Speculative turns are
-answered ahead and held until committed (see inference.reply). Cancels stop a reply mid-stream.
+again; its chunks repeat the same (turn_id, index), which the edge drops as duplicates. A turn the new owner
+finds too old to answer (``responder_max_turn_age_s``) is cancelled at the edge instead (``ReplyCancelled``): a
+responder may have died mid-reply, and the edge would otherwise hold the cut reply until its stall timeout.
+Speculative turns are answered ahead and held until committed (see inference.reply). Cancels stop a reply
+mid-stream.
 
 A barge-in (``BargeIn``) does not stop the reply: the edge has paused it and keeps its unplayed audio, and the
 turn processor has yet to judge it. The history records what was heard so far; generation goes on at its
@@ -11,7 +14,7 @@ normal pace (the edge queues what comes meanwhile, at most ``reply_resume_window
 make it real: ``TurnCancelled`` / ``TurnEnded(interrupted)`` cancel the reply as any cancel does. No words: on
 ``FalseInterruption`` the edge is told ``ReplyResumed`` (also when the reply finished generating here: the
 edge may hold its rest) and the history forgets the truncation. A paused reply not judged within
-``reply_resume_window_ms`` is cancelled.
+``reply_resume_window_ms`` is cancelled (inference.paused keeps those clocks).
 
 The history is also on the log (voice.history, schemas.history), so it survives the responder: each change the
 turn events alone cannot rebuild (a reply made, a barge-in, a false interruption) publishes the session's
@@ -28,20 +31,21 @@ import logging
 import os
 import socket
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from inference.answering import Stats, Turn, add_work
 from inference.engine_choice import make_llm, make_tts
 from inference.engines.base import LlmEngine, TtsEngine
 from inference.history import History
 from inference.history_log import HistoryLog
 from inference.offsets import OffsetTracker
-from inference.reply import ReplyJob, Work
+from inference.paused import PausedReplies
+from inference.reply import ReplyJob
 from inference.settings import ResponderSettings
 from runtime.kafka import make_consumer, make_producer, rewind
 from runtime.metrics import ServiceMetrics, serve_metrics, stop_serving
@@ -66,48 +70,10 @@ log = logging.getLogger(__name__)
 SOURCES = (TURNS,)
 CONSUMES = (*SOURCES, HISTORY)  # the history: read back, for the sessions of the partitions assigned
 WORKER_HEADER = "voicebus-worker"  # which process produced a reply event (for operators and tests)
+# How long after its turn's age limit a reply cut by a dead responder may still be held at an edge (the edge itself
+# ends a reply that stalls for 10 s, ingest.playout.REPLY_STALL_MS; a long reply lasts a minute at most).
+CUT_REPLY_S = 60.0
 RECENT_TURNS = 10_000  # finished turns remembered to ignore redeliveries and to cancel replies still playing
-
-
-@dataclass
-class Stats:
-    turns: int = 0
-    completed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    speculative: int = 0
-    speculative_used: int = 0
-    speculative_wasted: int = 0
-    used: Work = field(default_factory=Work)  # work of replies the edge got
-    wasted: Work = field(default_factory=Work)  # work of speculative replies thrown away
-    duplicates: int = 0
-    resumed: int = 0  # false interruptions: the edge was told to play on
-    stale: int = 0
-    empty: int = 0
-    unknown_node: int = 0
-    cancel_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))  # cancel in -> ReplyCancelled out
-    commit_to_first_chunk_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
-
-
-@dataclass
-class Turn:
-    """A reply being made, with the records it answers (their offsets are committed when it is done)."""
-
-    job: ReplyJob
-    record: Any
-    offsets: list[tuple[TopicPartition, int]]
-    speculative: bool
-    committed_ns: int | None = None  # monotonic time the commit was consumed
-    acks: list[asyncio.Future[Any]] = field(default_factory=list)
-    abandoned: bool = False  # stopped for a rebalance or shutdown: left uncommitted for the next owner
-    cancelled: bool = False  # the edge was told to drop it (or never got it)
-    task: asyncio.Task[None] | None = None
-
-
-def _add(total: Work, part: Work) -> None:
-    total.tokens += part.tokens
-    total.audio_ms += part.audio_ms
-    total.busy_s += part.busy_s
 
 
 class Responder:
@@ -122,8 +88,7 @@ class Responder:
         self._active: dict[str, Turn] = {}
         # turn id -> (node id, the edge may hold its audio: it got some and was not told to drop it)
         self._done: OrderedDict[str, tuple[str, bool]] = OrderedDict()
-        self._paused: dict[str, asyncio.TimerHandle] = {}  # turn id -> when its paused reply is given up
-        self._background: set[asyncio.Task[None]] = set()
+        self._paused = PausedReplies(settings.reply_resume_window_ms / 1000, self._give_up)
         self._offsets: OffsetTracker[TopicPartition] = OffsetTracker()
         self._nodes: dict[str, tuple[bool, float]] = {}  # node id -> (reply topic exists, until when)
         self._stampers: dict[str, Stamper] = {}
@@ -169,7 +134,8 @@ class Responder:
         topics = [s.topic(spec.name) for spec in SOURCES]
         consumer = make_consumer(s, *topics, group_id=s.responder_group_id,
                                  session_timeout_ms=s.responder_session_timeout_ms,
-                                 heartbeat_interval_ms=s.responder_session_timeout_ms // 5)
+                                 heartbeat_interval_ms=s.responder_session_timeout_ms // 5,
+                                 group_instance_id=s.responder_group_instance_id or None)
         loader = make_consumer(s, group_id=None)
         self._log = HistoryLog(s, self._history, self._producer, loader, self._stamper)
         await self._producer.start()
@@ -188,10 +154,7 @@ class Responder:
         finally:
             await self.tasks.stop()
             await stop_serving(metrics)
-            for timer in self._paused.values():
-                timer.cancel()
-            if self._background:
-                await asyncio.wait(self._background, timeout=5.0)
+            await self._paused.close()
             await self._abandon(list(self._active.values()))
             await self._commit(consumer)
             await consumer.stop()
@@ -252,6 +215,13 @@ class Responder:
             elif (age := (time.time_ns() - event.wall_ns) / 1e9) > self.settings.responder_max_turn_age_s:
                 self.stats.stale += 1
                 log.warning("turn is %.0f s old (a replay?): not answered", age, extra=ctx)
+                if isinstance(event, TurnCommitted) and age < self.settings.responder_max_turn_age_s + CUT_REPLY_S:
+                    # Not answered here, and maybe begun by a responder that died mid-reply: the edge may hold a
+                    # reply cut short, so it is told to drop it (an edge that holds none ignores this). Older
+                    # turns (a new group reading the log from its start) are left alone: none can still play.
+                    self._done[event.turn_id] = (event.node_id, False)
+                    await self._tell_edge(ReplyCancelled(**self._stamper(event.session_id)(0),
+                                                         turn_id=event.turn_id), event.node_id)
             elif not event.text.strip():
                 self.stats.empty += 1
                 log.warning("%s with an empty transcript: nothing to answer", event.type, extra=ctx)
@@ -260,18 +230,18 @@ class Responder:
             else:
                 await self._commit_turn(event, tp, record)
         elif isinstance(event, TurnCancelled):
-            self._unpause(event.turn_id)
+            self._paused.unpause(event.turn_id)
             if event.reason == "session_ended" and self._history.knows(event.session_id):
                 assert self._log is not None
                 await self._log.forget(event.session_id)
             await self._cancel(event.turn_id, event.session_id, event.node_id, event.reason != "withdrawn")
         elif isinstance(event, BargeIn):
             # Paused at the edge, not stopped: the turn processor has yet to say whether words came.
-            self._pause(event)
+            self._paused.pause(event)
             if self._history.heard(event.session_id, event.turn_id, event.played_ms):
                 await self._record(event.session_id, event.media_ns)
         elif isinstance(event, TurnEnded):
-            self._unpause(event.turn_id)
+            self._paused.unpause(event.turn_id)
             if event.outcome != "completed":
                 await self._cancel(event.turn_id, event.session_id, event.node_id, True)
         elif isinstance(event, FalseInterruption):
@@ -350,10 +320,10 @@ class Responder:
             await self._record(job.turn.session_id, job.turn.speech_end_media_ns)
         if turn.speculative and job.held:
             s.speculative_wasted += 1
-            _add(s.wasted, job.work)
+            add_work(s.wasted, job.work)
         else:
             s.speculative_used += turn.speculative
-            _add(s.used, job.work)
+            add_work(s.used, job.work)
             if job.outcome in ("completed", "failed", "cancelled"):
                 setattr(s, job.outcome, getattr(s, job.outcome) + 1)
         if job.first_chunk_ns is not None and turn.committed_ns is not None:
@@ -388,32 +358,18 @@ class Responder:
         self.stats.cancel_ms.append((time.perf_counter() - t0) * 1000)
         log.info("reply cancelled", extra={"session_id": session_id, "turn_id": turn_id})
 
-    def _pause(self, event: BargeIn) -> None:
-        """Keep the reply of a barge-in for the resume window, then cancel it as any cancel."""
-        self._unpause(event.turn_id)
-        timer = asyncio.get_running_loop().call_later(self.settings.reply_resume_window_ms / 1000,
-                                                      self._give_up, event)
-        self._paused[event.turn_id] = timer
-
-    def _unpause(self, turn_id: str) -> None:
-        timer = self._paused.pop(turn_id, None)
-        if timer is not None:
-            timer.cancel()
-
-    def _give_up(self, event: BargeIn) -> None:
-        self._paused.pop(event.turn_id, None)
+    async def _give_up(self, event: BargeIn) -> None:
+        """A paused reply not judged within the resume window: cancelled, as any cancel."""
         if event.turn_id not in self._active and event.turn_id not in self._done:
             return  # not answered here (any more: its partition moved): the edge's own window drops it
         log.info("barge-in not judged within %d ms: reply cancelled", self.settings.reply_resume_window_ms,
                  extra={"session_id": event.session_id, "turn_id": event.turn_id})
-        task = asyncio.create_task(self._cancel(event.turn_id, event.session_id, event.node_id, True))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        await self._cancel(event.turn_id, event.session_id, event.node_id, True)
 
     async def _resume(self, event: FalseInterruption) -> None:
         """No words after the barge-in: the edge plays the paused reply on, and it counts as heard again."""
         ctx = {"session_id": event.session_id, "turn_id": event.turn_id}
-        self._unpause(event.turn_id)
+        self._paused.unpause(event.turn_id)
         turn = self._active.get(event.turn_id)
         if turn is not None:
             held = turn.job.released and not turn.cancelled

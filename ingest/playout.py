@@ -12,6 +12,10 @@ through Kafka again. The rest is kept here because the edge already holds it (Li
 output). A paused reply is dropped when it is cancelled, when a chunk of another turn arrives (a newer reply
 supersedes it), when it stays paused longer than ``resume_window_ms`` (counted in frames of this track's own
 20 ms clock) or when the session closes.
+
+A reply that stops coming (no chunk, no end, for ``stall_ms``: its responder died mid-reply and the one that
+takes its turns over did not go on with it) is finished after what was played: the edge must not stay
+"playing" forever, which would also take the person's next words for a barge-in.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ RESYNC_S = 0.2  # this far behind the grid (a stalled loop), skip ahead instead 
 MAX_QUEUED_FRAMES = 120 * 1000 // FRAME_MS  # two minutes of reply audio per session
 DONE_REMEMBERED = 64  # finished replies per session whose late duplicates are still recognised
 FADE_IN_SAMPLES = 160  # a resumed reply's first 10 ms ramp up from silence: no click
+# Longer than a responder failover (about 6-7 s: the group's session timeout), after which the new owner goes
+# on with the reply (or cancels it); far longer than a loaded responder's gap between two chunks.
+REPLY_STALL_MS = 10_000
 
 
 class PlayoutListener(Protocol):
@@ -63,6 +70,7 @@ class Reply:
     resampler: Resampler | None = None
     paused_at: int | None = None  # the track's frame count when a barge-in paused it
     fade_in: bool = False  # the next frame is the first after a resume
+    starved: int = 0  # frames in a row it had nothing to play and no end (an underrun)
 
 
 class OpusPacketizer:
@@ -105,10 +113,11 @@ class PlayoutTrack(MediaStreamTrack):
 
     def __init__(self, listener: PlayoutListener, far_end: Callable[[np.ndarray], None] | None = None,
                  bitrate: int = 32000, on_sent: Callable[[float], None] | None = None,
-                 resume_window_ms: int = 3000) -> None:
+                 resume_window_ms: int = 3000, stall_ms: int = REPLY_STALL_MS) -> None:
         super().__init__()
         self._listener, self._far_end, self._on_sent = listener, far_end, on_sent
         self._resume_window = max(1, resume_window_ms // FRAME_MS)  # frames a paused reply is kept
+        self._stall = max(1, stall_ms // FRAME_MS)  # underrun frames after which a reply is over
         self._fade = np.linspace(0.0, 1.0, FADE_IN_SAMPLES, endpoint=False, dtype=np.float32)
         self._replies: deque[Reply] = deque()
         # Replies over (finished, cancelled, interrupted): a redelivered chunk of one must not play it again.
@@ -239,6 +248,7 @@ class PlayoutTrack(MediaStreamTrack):
                 if reply.played == 0:
                     self._listener.playout_started(reply.turn_id)
                 reply.played += 1
+                reply.starved = 0
                 pcm = reply.frames.popleft()
                 if reply.fade_in:
                     reply.fade_in = False
@@ -246,7 +256,11 @@ class PlayoutTrack(MediaStreamTrack):
                     pcm[:FADE_IN_SAMPLES] = (pcm[:FADE_IN_SAMPLES] * self._fade).astype(np.int16)
                 return pcm
             if not reply.ended:
-                return None  # underrun: the reply's next chunk has not arrived yet
+                reply.starved += 1
+                if reply.starved < self._stall:
+                    return None  # underrun: the reply's next chunk has not arrived yet
+                log.warning("reply stalled: no audio and no end for %d ms; finished after %d ms played",
+                            reply.starved * FRAME_MS, reply.played * FRAME_MS, extra={"turn_id": reply.turn_id})
             self._replies.popleft()
             self._done.append(reply.turn_id)
             if reply.played:

@@ -86,6 +86,7 @@ def make_processor(settings: TurnSettings) -> TurnProcessor:
         broker_commit_interval=settings.turn_commit_interval_s,
         broker_session_timeout=settings.turn_session_timeout_s,
         broker_heartbeat_interval=settings.turn_session_timeout_s / 5,
+        consumer_group_instance_id=settings.turn_group_instance_id or None,
         producer_linger=0.0,
     )
     return TurnProcessor(app, settings)

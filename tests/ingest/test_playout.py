@@ -178,3 +178,21 @@ async def test_a_reply_arriving_while_silent_is_sent_without_waiting_for_the_slo
     nxt = await track.recv()  # the grid now runs from the reply's first frame
     assert 0.015 < track.send_times[-1] - track.send_times[-2] < 0.035  # the old grid would give ~40 ms
     assert nxt.pts == 3 * 960  # RTP timestamps stay continuous
+
+
+async def test_a_reply_that_stops_coming_is_finished_after_the_stall() -> None:
+    """Its responder died mid-reply: the edge does not stay "playing" (the next words would be a barge-in)."""
+    heard, far = Heard(), []
+    track = PlayoutTrack(heard, far_end=far.append, stall_ms=100)  # five frames
+    track.enqueue("t1", 0, tone(40), 16000)
+    for _ in range(2 + 4):
+        await track.recv()
+    assert track.playing_turn == "t1" and heard.events == [("started", "t1", 0)]  # a short underrun waits
+    track.enqueue("t1", 1, tone(40), 16000)  # the next chunk resets the count
+    for _ in range(2 + 4):
+        await track.recv()
+    assert track.playing_turn == "t1"
+    await track.recv()
+    assert heard.events[-1] == ("finished", "t1", 80) and track.playing_turn is None
+    track.enqueue("t1", 2, tone(40), 16000)  # what comes later of it is not played
+    assert track.queued_frames() == 0
