@@ -37,13 +37,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from bench.running import NODE, SERVICES, Platform, platform
+from bench.running import REPLY_TOPICS, SERVICES, Platform, platform
 from bench.simulate import SPEECH, Script, converse, server_turns
 from bench.utterances import Utterance
 from inference.responder import WORKER_HEADER
 from ingest.client import EdgeClient
 from ingest.ice import use_host_addresses
-from schemas.topics import REPLIES, TRANSCRIPTS, TURNS, replies_topic
+from schemas.topics import REPLIES, TRANSCRIPTS, TURNS
 
 GO_FORWARD = SPEECH / "misc" / "goforward.wav"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -54,7 +54,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 Fault = Callable[[Platform], Awaitable[str]]
 
 
-OUTPUT = {"streams": TURNS.name, "responder": replies_topic(NODE), "asr": TRANSCRIPTS.name}  # what each makes
+OUTPUT = {"streams": (TURNS.name,), "responder": REPLY_TOPICS, "asr": (TRANSCRIPTS.name,)}  # what each makes
 
 
 def kill(service: str) -> Fault:
@@ -105,15 +105,15 @@ class Watcher:
     # topic -> (create time in s, the responder process that made it, if the record says) of every record
     produced: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
 
-    def first_after(self, topic: str, t: float, by_other_than: int | None = None) -> float | None:
-        """Seconds from ``t`` (wall clock) to the first record made on ``topic`` after it (only those a responder
+    def first_after(self, topics: tuple[str, ...], t: float, by_other_than: int | None = None) -> float | None:
+        """Seconds from ``t`` (wall clock) to the first record made on ``topics`` after it (only those a responder
         process other than ``by_other_than`` made, if given: the ASR worker writes on the reply topics too)."""
-        made = sorted(self.produced.get(topic, []))
+        made = sorted(m for topic in topics for m in self.produced.get(topic, []))
         return next((at - t for at, by in made if at > t and (
             by_other_than is None or (by and not by.endswith(f":{by_other_than}")))), None)
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(TURNS.name, replies_topic(NODE), TRANSCRIPTS.name,
+        consumer = AIOKafkaConsumer(TURNS.name, *REPLY_TOPICS, TRANSCRIPTS.name,
                                     bootstrap_servers=self.bootstrap, group_id=None, auto_offset_reset="earliest")
         await consumer.start()
         try:
@@ -264,9 +264,9 @@ async def run_fault(p: Platform, watcher: Watcher, name: str, fault: Fault, turn
         services_up = False
         notes.append(f"services running: {sorted(p.services())}")
     await asyncio.sleep(2.0)  # the last events on their way to the watcher (what happened, not a goal)
-    if (topic := getattr(fault, "output", None)) and did:  # an upper bound: nobody may have spoken at once
-        gap = watcher.first_after(topic, getattr(fault, "killed_at", at),
-                                  getattr(fault, "victim", None) if topic == replies_topic(NODE) else None)
+    if (topics := getattr(fault, "output", None)) and did:  # an upper bound: nobody may have spoken at once
+        gap = watcher.first_after(topics, getattr(fault, "killed_at", at),
+                                  getattr(fault, "victim", None) if topics == REPLY_TOPICS else None)
         did += f"; its first output {gap:.1f} s after the kill" if gap is not None else "; no output after it"
     events = watcher.of(sessions)
     committed = {e.turn_id for e in events if e.type == "turn_committed"}

@@ -61,6 +61,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def send_reply(producer: AIOKafkaProducer, topic: str, session_id: str, reply: np.ndarray) -> None:
+    """A reply stream for one session, as the responder sends it: 200 ms chunks, then its end."""
+    chunks = [reply[j:j + 3200] for j in range(0, len(reply), 3200)]
+    for j, pcm in enumerate(chunks):
+        event = ReplyAudioChunk(session_id=session_id, seq=j, media_ns=0, wall_ns=time.time_ns(), turn_id="bench",
+                                index=j, pcm=pcm.tobytes(), speech_start_media_ns=0, speech_end_media_ns=0)
+        await producer.send(topic, REPLIES.codec.encode(event), key=session_id.encode())
+    end = ReplyEnded(session_id=session_id, seq=len(chunks), media_ns=0, wall_ns=1, turn_id="bench",
+                     chunks=len(chunks))
+    await producer.send(topic, REPLIES.codec.encode(end), key=session_id.encode())
+
+
+def reply_jitter_ms(clients: list[EdgeClient], seconds: float) -> list[float]:
+    """How far apart each client's last 80 % of reply packets arrived, off the 20 ms they were sent at."""
+    gaps: list[float] = []
+    for c in clients:
+        arrivals = np.array(c.hearing.arrivals[-int(seconds * 50 * 0.8):])
+        gaps += list(np.abs(np.diff(arrivals) * 1000 - 20))
+    return gaps
+
+
 async def run_k(k: int, seconds: float, bootstrap: str, port: int, edge_pid: int, clips: list[Clip],
                 reply: np.ndarray, prefix: str) -> dict[str, object]:
     base = f"http://127.0.0.1:{port}"
@@ -79,16 +100,7 @@ async def run_k(k: int, seconds: float, bootstrap: str, port: int, edge_pid: int
     for i, c in enumerate(clients):  # speech in, and a reply stream out, on every session
         for n in range(int(seconds // 10) + 1):
             c.mic.say(clips[(i + n) % len(clips)])
-        chunks = [reply[j:j + 3200] for j in range(0, len(reply), 3200)]
-        for j, pcm in enumerate(chunks):
-            event = ReplyAudioChunk(session_id=c.session_id, seq=j, media_ns=0, wall_ns=time.time_ns(),
-                                    turn_id="bench", index=j, pcm=pcm.tobytes(), speech_start_media_ns=0,
-                                    speech_end_media_ns=0)
-            await producer.send(f"{prefix}voice.replies.{NODE}", REPLIES.codec.encode(event),
-                                key=c.session_id.encode())
-        end = ReplyEnded(session_id=c.session_id, seq=len(chunks), media_ns=0, wall_ns=1, turn_id="bench",
-                         chunks=len(chunks))
-        await producer.send(f"{prefix}voice.replies.{NODE}", REPLIES.codec.encode(end), key=c.session_id.encode())
+        await send_reply(producer, f"{prefix}voice.replies.{NODE}", c.session_id, reply)
     published, consumed = [], []
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -106,10 +118,7 @@ async def run_k(k: int, seconds: float, bootstrap: str, port: int, edge_pid: int
     cpu = cpu_seconds(edge_pid) - cpu0
     wall = time.time() - wall0
     after = urllib.request.urlopen(f"{base}/metrics").read().decode()
-    gaps = []
-    for c in clients:
-        arrivals = np.array(c.hearing.arrivals[-int(seconds * 50 * 0.8):])
-        gaps += list(np.abs(np.diff(arrivals) * 1000 - 20))
+    gaps = reply_jitter_ms(clients, seconds)
     await producer.stop()
     await consumer.stop()
     for c in clients:

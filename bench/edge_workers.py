@@ -32,11 +32,9 @@ from pathlib import Path
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from bench.edge_load import cpu_seconds
+from bench.edge_load import cpu_seconds, reply_jitter_ms, send_reply
 from ingest.client import Clip, EdgeClient, load_speech
 from schemas.audio import decode_frame
-from schemas.conversation import ReplyAudioChunk, ReplyEnded
-from schemas.topics import REPLIES
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 
@@ -83,16 +81,7 @@ async def run_k(k: int, seconds: float, base: str, bootstrap: str, prefix: str, 
     for i, c in enumerate(clients):
         for n in range(int(seconds // 10) + 1):
             c.mic.say(clips[(i + n) % len(clips)])
-        chunks = [reply[j:j + 3200] for j in range(0, len(reply), 3200)]
-        topic = f"{prefix}voice.replies.{c.node_id}"
-        for j, pcm in enumerate(chunks):
-            event = ReplyAudioChunk(session_id=c.session_id, seq=j, media_ns=0, wall_ns=time.time_ns(),
-                                    turn_id="bench", index=j, pcm=pcm.tobytes(), speech_start_media_ns=0,
-                                    speech_end_media_ns=0)
-            await producer.send(topic, REPLIES.codec.encode(event), key=c.session_id.encode())
-        end = ReplyEnded(session_id=c.session_id, seq=len(chunks), media_ns=0, wall_ns=1, turn_id="bench",
-                         chunks=len(chunks))
-        await producer.send(topic, REPLIES.codec.encode(end), key=c.session_id.encode())
+        await send_reply(producer, f"{prefix}voice.replies.{c.node_id}", c.session_id, reply)
     published = []
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -107,10 +96,7 @@ async def run_k(k: int, seconds: float, base: str, bootstrap: str, prefix: str, 
     wall = time.time() - wall0
     cpu = [cpu_seconds(p) - c0 for p, c0 in zip(pids, cpu0, strict=True)]
     after = urllib.request.urlopen(f"{base}/metrics").read().decode()
-    gaps: list[float] = []
-    for c in clients:
-        arrivals = np.array(c.hearing.arrivals[-int(seconds * 50 * 0.8):])
-        gaps += list(np.abs(np.diff(arrivals) * 1000 - 20))
+    gaps = reply_jitter_ms(clients, seconds)
     await producer.stop()
     await consumer.stop()
     for c in clients:

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.edge_load import metric
+from bench.edge_load import metric, send_reply
 from ingest.client import Clip, EdgeClient, load_speech
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
@@ -225,8 +225,6 @@ class KafkaWatch:
     async def start(cls, kafka: str, prefix: str, clients: list[LoadClient], reply: np.ndarray) -> KafkaWatch:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-        from schemas.conversation import ReplyAudioChunk, ReplyEnded
-        from schemas.topics import REPLIES
 
         consumer = AIOKafkaConsumer(f"{prefix}voice.audio", bootstrap_servers=kafka, auto_offset_reset="latest",
                                     fetch_max_wait_ms=5)
@@ -236,15 +234,7 @@ class KafkaWatch:
         await producer.start()
         topic = f"{prefix}voice.replies.{NODE}"
         for c in clients:
-            chunks = [reply[j:j + 3200] for j in range(0, len(reply), 3200)]
-            for j, pcm in enumerate(chunks):
-                event = ReplyAudioChunk(session_id=c.session_id, seq=j, media_ns=0, wall_ns=time.time_ns(),
-                                        turn_id="bench", index=j, pcm=pcm.tobytes(), speech_start_media_ns=0,
-                                        speech_end_media_ns=0)
-                await producer.send(topic, REPLIES.codec.encode(event), key=c.session_id.encode())
-            end = ReplyEnded(session_id=c.session_id, seq=len(chunks), media_ns=0, wall_ns=1, turn_id="bench",
-                             chunks=len(chunks))
-            await producer.send(topic, REPLIES.codec.encode(end), key=c.session_id.encode())
+            await send_reply(producer, topic, c.session_id, reply)
         return cls(consumer, producer, {c.session_id: c for c in clients})
 
     async def collect(self, seconds: float) -> list[float]:

@@ -19,8 +19,12 @@ import aiohttp
 
 from runtime.broker import LocalKafka
 from runtime.settings import KafkaBrokerSettings
+from schemas.topics import replies_topic
 
 NODE = "edge-1"
+EDGE_WORKERS = 2  # the edge as `voicebus up` runs it: a signaling front and its worker nodes
+# the topics the responder answers each edge worker on
+REPLY_TOPICS = tuple(replies_topic(f"{NODE}-w{i}") for i in range(1, EDGE_WORKERS + 1))
 SERVICES = ("ingest", "streams", "asr", "responder", "telemetry")
 
 
@@ -129,6 +133,7 @@ async def platform(work: Path, extra_env: dict[str, str] | None = None) -> Async
     port = free_port()
     env = {"VOICEBUS_KAFKA_BOOTSTRAP": broker.bootstrap, "VOICEBUS_DATA_DIR": str(work),
            "VOICEBUS_UP_START_KAFKA": "false", "VOICEBUS_NODE_ID": NODE, "VOICEBUS_INGEST_PORT": str(port),
+           "VOICEBUS_INGEST_WORKERS": str(EDGE_WORKERS),
            "VOICEBUS_ICE_HOST_ADDRESSES": "127.0.0.1", "VOICEBUS_TELEMETRY_QUERY_PORT": str(free_port()),
            "VOICEBUS_TURN_METRICS_PORT": str(free_port()), "VOICEBUS_ASR_METRICS_PORT": str(free_port()),
            "VOICEBUS_RESPONDER_METRICS_PORT": str(free_port()), "VOICEBUS_TOPIC_PREFIX": "",

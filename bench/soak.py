@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-from bench.running import SERVICES, Platform, platform, usage
+from bench.running import SERVICES, Platform, children_of, platform, usage
 from bench.simulate import SPEECH, Script, converse
 from bench.utterances import Utterance
 from ingest.ice import use_host_addresses
@@ -80,6 +80,9 @@ async def count_dead_letters(bootstrap: str, tally: Tally) -> None:
 def sample(p: Platform, t0: float, tally: Tally) -> Sample:
     pids = p.services()
     found = {name: usage(pid) if (pid := pids.get(name)) is not None else None for name in SERVICES}
+    edge = pids.get("ingest")  # the signaling front; the edge workers hold the media, each its own process
+    for n, worker in enumerate(sorted(children_of(edge)) if edge is not None else [], 1):
+        found[f"edge worker {n}"] = usage(worker)
     broker = p.broker.pid()
     found["kafka"] = usage(broker) if broker is not None else None
     return Sample((time.monotonic() - t0) / 60, found, tally.said, tally.answered, tally.dead_letters)

@@ -25,7 +25,7 @@ from aiohttp import web
 from ingest.access import access_middleware
 from ingest.dispatch import Refusal, choose
 from ingest.settings import IngestSettings
-from ingest.web import body_too_large, config, error, page
+from ingest.web import body_too_large, config, error, page, serving
 from ingest.workers import Worker, WorkerPool
 from runtime.kafka import make_producer
 from runtime.metrics import Counter, Registry
@@ -298,17 +298,8 @@ async def running_front(settings: IngestSettings) -> AsyncIterator[Front]:
     """The front and its workers serving on settings.ingest_host:settings.ingest_port until the block exits."""
     front = Front(settings)
     await front.start()
-    # keepalive_timeout also bounds how long a new connection may take to send its request's headers
-    runner = web.AppRunner(front.app(), handle_signals=False, access_log=None,
-                           keepalive_timeout=settings.request_timeout_s)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port)
-    try:
-        await site.start()
+    async with serving(front.app(), settings, front.stop):
         yield front
-    finally:
-        await front.stop()
-        await runner.cleanup()
 
 
 async def serve(settings: IngestSettings, stop: asyncio.Event) -> None:

@@ -20,7 +20,7 @@ from ingest.peer import BadOffer, EdgeSession
 from ingest.publisher import Publisher, edge_producer
 from ingest.replies import ReplyConsumer
 from ingest.settings import IngestSettings
-from ingest.web import body_too_large, config, error, page
+from ingest.web import body_too_large, config, error, page, serving
 from runtime.tasks import Supervisor
 from schemas.base import new_session_id
 
@@ -215,18 +215,9 @@ async def running_edge(settings: IngestSettings) -> AsyncIterator[EdgeNode]:
     """An edge node serving HTTP on settings.ingest_host:settings.ingest_port until the block exits (then drained)."""
     node = EdgeNode(settings)
     await node.start()
-    # keepalive_timeout also bounds how long a new connection may take to send its request's headers
-    runner = web.AppRunner(node.app(), handle_signals=False, access_log=None,
-                           keepalive_timeout=settings.request_timeout_s)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.ingest_host, settings.ingest_port)
-    try:
-        await site.start()
-        node.port = runner.addresses[0][1]
+    async with serving(node.app(), settings, node.stop) as port:
+        node.port = port
         yield node
-    finally:
-        await node.stop()
-        await runner.cleanup()
 
 
 async def serve(settings: IngestSettings, stop: asyncio.Event) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiohttp import web
@@ -33,3 +35,19 @@ def body_too_large(request: web.Request, limit: int) -> web.Response | None:
     if (request.content_length or 0) > limit:
         return error(413, f"body over {limit} bytes")
     return None
+
+
+@asynccontextmanager
+async def serving(app: web.Application, settings: IngestSettings,
+                  drain: Callable[[], Awaitable[None]]) -> AsyncIterator[int]:
+    """``app`` on settings.ingest_host:settings.ingest_port until the block exits; yields the port it got. On exit
+    ``drain`` runs before the HTTP server goes, so requests waiting on a session's end get their answer."""
+    # keepalive_timeout also bounds how long a new connection may take to send its request's headers
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=settings.request_timeout_s)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.ingest_host, settings.ingest_port).start()
+        yield runner.addresses[0][1]
+    finally:
+        await drain()
+        await runner.cleanup()
