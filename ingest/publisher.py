@@ -35,8 +35,6 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from ingest.metrics import Metrics
-from runtime.kafka import make_producer
-from runtime.settings import CommonSettings
 from runtime.tasks import Supervisor
 from schemas.audio import AudioFrame, encode_frame
 from schemas.base import Event
@@ -317,10 +315,3 @@ class Publisher:
                         "decision) until it is back", exc, self._audio_bound)
         self._changed.set()
         self._wakeup.set()
-
-
-def edge_producer(settings: CommonSettings, **overrides: Any) -> AIOKafkaProducer:
-    """The edge's producer: acks=all but not idempotent. The publisher decides what a broker outage keeps (the
-    newest audio, every decision) from sends that fail; an idempotent aiokafka producer never fails a send, it
-    retries until a broker is back, so the edge would not notice the outage and its queues would keep the oldest."""
-    return make_producer(settings, enable_idempotence=False, **overrides)

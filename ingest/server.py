@@ -17,10 +17,11 @@ from ingest.engines.vad import SileroVad
 from ingest.ice import use_host_addresses
 from ingest.metrics import Metrics
 from ingest.peer import BadOffer, EdgeSession
-from ingest.publisher import Publisher, edge_producer
+from ingest.publisher import Publisher
 from ingest.replies import ReplyConsumer
 from ingest.settings import IngestSettings
 from ingest.web import body_too_large, config, error, page, serving
+from runtime.kafka import make_producer
 from runtime.tasks import Supervisor
 from schemas.base import new_session_id
 
@@ -44,7 +45,7 @@ class EdgeNode:
         self._pending = 0  # offers being answered: they count against the session limit
         self.accepting = False
         self._deadlines: set[asyncio.Task[None]] = set()
-        self.producer = edge_producer(settings)
+        self.producer = make_producer(settings)
         self.publisher = Publisher(self.producer, self.metrics, settings.topic_prefix, settings.audio_queue_frames,
                                    settings.event_queue_size)
         self.replies = ReplyConsumer(settings, settings.replies_topic, self.producer, self._route_reply)

@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 import faust
-from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from runtime.kafka import ssl_context
 from runtime.log import setup_logging
@@ -33,27 +32,6 @@ class MetricsEndpoint(faust.Service):
         self._runner = None
 
 
-class _IdempotentProducer(faust_aiokafka.Producer):
-    """Faust's producer with acks=all and idempotence outside transactions too (Faust turns idempotence on only
-    for exactly-once processing), as every voicebus producer: a retry after a broker failover writes no
-    duplicate decision and keeps their order."""
-
-    def _settings_extra(self) -> Any:
-        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
-
-
-class _Transport(faust_aiokafka.Transport):
-    Producer = _IdempotentProducer
-
-
-class _App(faust.App):
-    def _new_transport(self) -> Any:
-        return _Transport(self.conf.broker_consumer, self)
-
-    def _new_producer_transport(self) -> Any:
-        return _Transport(self.conf.broker_producer, self)
-
-
 def broker_credentials(settings: TurnSettings) -> Any:
     """Faust's form of the settings every voicebus Kafka client uses (runtime.kafka.client_options)."""
     context = ssl_context(settings)
@@ -71,7 +49,7 @@ def make_processor(settings: TurnSettings) -> TurnProcessor:
     """The Faust app with the turn agent and table on it (``.app``)."""
     datadir = settings.data_dir / "faust" / settings.app_id()
     datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
-    app = _App(
+    app = faust.App(
         settings.app_id(),
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         broker_credentials=broker_credentials(settings),

@@ -13,9 +13,9 @@ import pytest
 
 import tests.conftest as root
 from ingest.metrics import Metrics
-from ingest.publisher import Publisher, edge_producer
+from ingest.publisher import Publisher
 from runtime.broker import LocalKafka
-from runtime.kafka import make_consumer
+from runtime.kafka import make_consumer, make_producer
 from runtime.settings import KafkaBrokerSettings
 from runtime.tasks import Supervisor
 from schemas.audio import RATE, AudioFrame
@@ -85,7 +85,7 @@ async def test_an_outage_keeps_recent_speech_and_every_decision(tmp_path: Path,
         metrics, vad = Metrics(), Vad()
         tasks = Supervisor(metrics, "voicebus_ingest")
         # A short request timeout: the outage is noticed after 3 s instead of 10.
-        producer = edge_producer(topics.settings, request_timeout_ms=3000)
+        producer = make_producer(topics.settings, request_timeout_ms=3000)
         publisher = Publisher(producer, metrics, topics.prefix, AUDIO_BOUND, EVENT_BOUND)
         await publisher.start(tasks)
         for seq in range(10):
